@@ -1,0 +1,58 @@
+# gearspec entry points.  Both main targets set everything up on a fresh Debian
+# machine: the Debian packages of the real Gearman peers, a virtualenv, and the
+# package with its test extras.
+#
+#   make report   the main job (today: start the reference server and run the examples)
+#   make test     lint and the whole test suite (this is what CI runs)
+#   make bench    the benchmark: reference server vs /usr/sbin/gearmand, same load, same run
+#   make fuzz     longer hypothesis runs than CI's fixed-seed ones
+
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+# Real Gearman peers the tests talk to (gearmand, the libgearman CLIs, PHP and Perl clients).
+APT_PACKAGES := gearman-job-server gearman-tools php-cli php-gearman libgearman-client-perl
+
+.PHONY: all setup apt venv test lint report bench fuzz clean
+
+all: test
+
+setup: apt venv
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get install -y --no-install-recommends $$missing >/dev/null \
+	  || { $$sudo apt-get update >/dev/null && $$sudo apt-get install -y --no-install-recommends $$missing >/dev/null; }; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+
+test: setup lint
+	$(BIN)/pytest -n auto -p no:cacheprovider
+
+report: setup
+	$(BIN)/python examples/run_examples.py --target ref
+
+bench: setup
+	$(BIN)/gearspec bench --target ref --target gearmand --jobs 100000 --repeat 3 --idle-connections 10000
+
+fuzz: setup
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider tests/test_codec_properties.py
+
+clean:
+	rm -rf $(VENV) reports/latest .pytest_cache .hypothesis

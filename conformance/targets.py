@@ -1,0 +1,211 @@
+"""Targets: Gearman servers to test, started on a free 127.0.0.1 port.
+
+A ``Target`` knows how to start a server, when it is ready (a full ECHO round
+trip, not just an accepted TCP connection), where it listens, which process
+to account CPU to, and how to stop it.  Kinds so far:
+
+* ``ref``: our reference server (``python -m reference_server``);
+* ``gearmand``: Debian's C gearmand, ``/usr/sbin/gearmand`` (``/usr/bin/gearmand``
+  is the Perl server: the full path matters);
+* ``tcp://HOST:PORT``: a server someone else runs (no start, no stop).
+
+Extra server options follow the kind: ``parse_target("gearmand", ["-w", "1"])``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reference_server.protocol import Decoder, Packet, PacketType, encode
+
+GEARMAND = "/usr/sbin/gearmand"
+READY_TIMEOUT = 10.0
+
+
+class TargetError(Exception):
+    """A target could not be started or reached; the message says why."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def echo_round_trip(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Is a Gearman server answering on host:port?  (ECHO_REQ → ECHO_RES)"""
+    probe = b"gearspec-ready"
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(encode(PacketType.ECHO_REQ, probe))
+            decoder = Decoder()
+            while True:
+                data = sock.recv(4096)
+                if not data:
+                    return False
+                decoder.feed(data)
+                event = decoder.next_event()
+                if event is not None:
+                    return (isinstance(event, Packet) and event.type == PacketType.ECHO_RES
+                            and event.args == (probe,))
+    except (OSError, ValueError):
+        return False
+
+
+def wait_ready(host: str, port: int, deadline: float,
+               process: subprocess.Popen[bytes] | None = None) -> None:
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise TargetError(f"server exited with status {process.returncode} before answering")
+        if echo_round_trip(host, port):
+            return
+        time.sleep(0.02)
+    raise TargetError(f"no ECHO answer from {host}:{port} within {READY_TIMEOUT:.0f} s")
+
+
+@dataclass
+class Target:
+    """A Gearman server under test."""
+
+    name: str
+    options: list[str] = field(default_factory=list)
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    @property
+    def pid(self) -> int | None:
+        return None
+
+    def start(self) -> None:
+        wait_ready(self.host, self.port, time.monotonic() + READY_TIMEOUT)
+
+    def stop(self) -> None:
+        return None
+
+    def log_text(self) -> str:
+        return ""
+
+    def __enter__(self) -> Target:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class ProcessTarget(Target):
+    """A server process we start on a free port and stop with SIGTERM."""
+
+    process: subprocess.Popen[bytes] | None = None
+    workdir: Path | None = None
+
+    def command(self, port: int, workdir: Path) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def log_path(self) -> Path:
+        assert self.workdir is not None
+        return self.workdir / "server.log"
+
+    def start(self) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"gearspec-{self.name}-"))
+        for _attempt in range(3):  # a free port can be taken between probe and bind
+            self.port = free_port(self.host)
+            with open(self.workdir / "stdio.log", "ab") as stdio:
+                self.process = subprocess.Popen(
+                    self.command(self.port, self.workdir), stdin=subprocess.DEVNULL,
+                    stdout=stdio, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                wait_ready(self.host, self.port, time.monotonic() + READY_TIMEOUT, self.process)
+                return
+            except TargetError as error:
+                failure = error
+                self._kill()
+        raise TargetError(f"{self.name}: {failure}; log: {self.log_text()[-500:]!r}")
+
+    def _kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self._kill()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def log_text(self) -> str:
+        if self.workdir is None:
+            return ""
+        parts = []
+        for name in ("server.log", "stdio.log"):
+            with contextlib.suppress(OSError):
+                parts.append((self.workdir / name).read_text(errors="replace"))
+        return "".join(parts)
+
+
+@dataclass
+class RefTarget(ProcessTarget):
+    name: str = "ref"
+
+    def command(self, port: int, workdir: Path) -> list[str]:
+        return [sys.executable, "-m", "reference_server", "-L", self.host, "-p", str(port),
+                "-l", str(workdir / "server.log"), *self.options]
+
+
+@dataclass
+class GearmandTarget(ProcessTarget):
+    name: str = "gearmand"
+    binary: str = GEARMAND
+
+    def command(self, port: int, workdir: Path) -> list[str]:
+        if not os.access(self.binary, os.X_OK):
+            raise TargetError(f"{self.binary} is not installed "
+                              "(apt-get install gearman-job-server)")
+        return [self.binary, "-L", self.host, "-p", str(port), "-l", str(workdir / "server.log"),
+                "-P", str(workdir / "gearmand.pid"), *self.options]
+
+
+def gearmand_available() -> bool:
+    return os.access(GEARMAND, os.X_OK)
+
+
+def parse_target(spec: str, options: list[str] | None = None) -> Target:
+    """``ref``, ``gearmand`` or ``tcp://HOST:PORT``."""
+    options = list(options or [])
+    if spec == "ref":
+        return RefTarget(options=options)
+    if spec == "gearmand":
+        return GearmandTarget(options=options)
+    if spec.startswith("tcp://"):
+        from reference_server.client import parse_address
+
+        try:
+            host, port = parse_address(spec[len("tcp://"):])
+        except ValueError as error:
+            raise TargetError(str(error)) from None
+        return Target(name=spec, host=host, port=port)
+    raise TargetError(f"unknown target {spec!r} (known: ref, gearmand, tcp://HOST:PORT)")

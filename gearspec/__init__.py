@@ -1,0 +1,1 @@
+"""The ``gearspec`` command: wires the reference server, conformance, fuzz and reports."""

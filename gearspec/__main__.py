@@ -1,0 +1,5 @@
+import sys
+
+from gearspec.cli import main
+
+sys.exit(main())

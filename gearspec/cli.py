@@ -1,0 +1,51 @@
+"""``gearspec COMMAND ...``: one entry point for everything gearspec does.
+
+Each command belongs to a package; this module only routes to it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from reference_server import __version__
+
+
+def _serve(argv: list[str]) -> int:
+    from reference_server.cli import main
+
+    return main(argv, prog="gearspec serve")
+
+
+def _bench(argv: list[str]) -> int:
+    from conformance.bench import main
+
+    return main(argv, prog="gearspec bench")
+
+
+COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "serve": (_serve, "run the reference job server (gearmand's options)"),
+    "bench": (_bench, "load-test servers and compare them with gearmand"),
+}
+
+
+def _usage() -> str:
+    rows = "\n".join(f"  {name:<8} {text}" for name, (_, text) in COMMANDS.items())
+    return (f"usage: gearspec COMMAND [options]   (gearspec COMMAND --help for more)\n\n"
+            f"commands:\n{rows}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage(), end="")
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        print(f"gearspec {__version__}")
+        return 0
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        print(f"gearspec: error: unknown command {argv[0]!r} "
+              f"(commands: {', '.join(COMMANDS)})", file=sys.stderr)
+        return 2
+    return command[0](argv[1:])

@@ -1,0 +1,10 @@
+"""gearspec's reference Gearman job server, and the wire library everything else uses.
+
+* ``reference_server.protocol``: the packet table and the codec;
+* ``reference_server.core``: the job server as a sans-IO state machine;
+* ``reference_server.net``: the asyncio transport under it;
+* ``reference_server.client``: a client and worker library;
+* ``reference_server.cli``: ``gearspec serve`` / ``python -m reference_server``.
+"""
+
+__version__ = "0.1.0"

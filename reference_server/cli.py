@@ -1,0 +1,367 @@
+"""``gearspec serve`` / ``python -m reference_server``: gearmand's command line.
+
+Option names and meanings follow gearmand 1.1.20 (``gearmand --help``).  What
+differs, and why:
+
+* ``-l/--log-file`` defaults to ``stderr`` (gearmand: a file under /var/log).
+* ``-t/--threads`` is accepted and ignored: this server is one event loop.
+* ``-w`` and ``-j`` must be 0..255; gearmand stores them in 8 bits and
+  silently wraps larger values.
+* ``-p 0`` binds a free port; the chosen address is logged at INFO.
+* Ours, not gearmand's: ``--max-packet-size`` (see the codec) and
+  ``--admin-shutdown`` (the admin ``shutdown`` command, which gearmand
+  removed in 1.1.15 because any peer could stop the server).
+
+A bad option or value prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import logging.handlers
+import os
+import resource
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reference_server import __version__
+from reference_server.core import GEARMAND_VERSION, VERBOSE_LEVELS, JobServer, ServerOptions
+from reference_server.net import Keepalive, Transport
+from reference_server.queues import QUEUE_TYPES
+
+DEFAULT_PORT = 4730
+DEFAULT_CONFIG_FILE = "/etc/gearmand.conf"
+
+_LOG_LEVELS = {"FATAL": logging.CRITICAL, "ALERT": logging.CRITICAL, "CRITICAL": logging.CRITICAL,
+               "ERROR": logging.ERROR, "WARNING": logging.WARNING, "NOTICE": logging.INFO,
+               "INFO": logging.INFO, "DEBUG": logging.DEBUG}
+
+log = logging.getLogger("reference_server")
+
+
+class UsageError(Exception):
+    """A bad command line: the message is the one line the user sees."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+@dataclass(slots=True)
+class ServeConfig:
+    options: ServerOptions
+    host: str | None = None
+    port: int = DEFAULT_PORT
+    backlog: int = 32
+    keepalive: Keepalive = field(default_factory=Keepalive)
+    log_file: str = "stderr"
+    pid_file: str | None = None
+    daemon: bool = False
+    user: str | None = None
+    file_descriptors: int | None = None
+    queue_type: str = "builtin"
+    syslog: bool = False
+    coredump: bool = False
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def _byte(text: str) -> int:
+    value = _non_negative(text)
+    if value > 255:
+        raise argparse.ArgumentTypeError(f"{value} is above 255 (gearmand keeps it in 8 bits)")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _non_negative(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _keepalive_value(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _verbose(text: str) -> str:
+    level = text.upper()
+    if level not in VERBOSE_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(VERBOSE_LEVELS)}")
+    return level
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description="gearspec's reference Gearman job server "
+                     f"(answers like gearmand {GEARMAND_VERSION}).", allow_abbrev=False)
+    add = parser.add_argument
+    add("-b", "--backlog", type=_positive, default=32, help="listen backlog (32)")
+    add("-d", "--daemon", action="store_true", help="detach and run in the background")
+    add("--exceptions", action="store_true", help="every connection starts with 'exceptions' on")
+    add("-f", "--file-descriptors", type=_positive, help="raise the open-file limit to N")
+    add("-j", "--job-retries", type=_byte, default=0,
+        help="drop a job after N requeues from lost or timed-out workers (0: never)")
+    add("--job-handle-prefix", help="job handles are PREFIX:N (default H:<hostname>)")
+    add("--hashtable-buckets", type=_positive, default=991, help="accepted; Python dicts resize")
+    add("--keepalive", action="store_true", help="TCP keepalive on accepted sockets")
+    add("--keepalive-idle", type=_keepalive_value, default=-1)
+    add("--keepalive-interval", type=_keepalive_value, default=-1)
+    add("--keepalive-count", type=_keepalive_value, default=-1)
+    add("-l", "--log-file", default="stderr", help="log file, or 'stderr' (default) or 'none'")
+    add("-L", "--listen", help="address to listen on (default: all)")
+    add("-p", "--port", type=_port, help="TCP port (4730, or $GEARMAND_PORT); 0 picks a free one")
+    add("-P", "--pid-file", help="write the process id to this file")
+    add("-r", "--protocol", help="extra protocol module (none available yet)")
+    add("--http-port", type=_port, default=8080, help="port for -r http")
+    add("-R", "--round-robin", action="store_true",
+        help="rotate a worker's functions after each job it takes")
+    add("-q", "--queue-type", default="builtin", help="persistent queue (builtin)")
+    add("--config-file", help=f"file of further options (default {DEFAULT_CONFIG_FILE} if present)")
+    add("--syslog", action="store_true", help="also log to syslog")
+    add("--coredump", action="store_true", help="allow core dumps")
+    add("-t", "--threads", type=_non_negative, default=4,
+        help="accepted; one event loop serves all")
+    add("-u", "--user", help="switch to this user after binding")
+    add("--verbose", type=_verbose, default="ERROR",
+        help="log level: " + ", ".join(VERBOSE_LEVELS))
+    add("-V", "--version", action="store_true", help="print the version and exit")
+    add("-w", "--worker-wakeup", type=_byte, default=0,
+        help="sleeping workers woken per queued job (0: all)")
+    add("--ssl", action="store_true", help="TLS (not available yet)")
+    add("--ssl-ca-file")
+    add("--ssl-certificate")
+    add("--ssl-key")
+    add("--check-args", action="store_true", help="check the options and exit")
+    add("--max-packet-size", type=_positive, default=None,
+        help="largest packet payload accepted, in bytes (64 MiB)")
+    add("--admin-shutdown", action="store_true",
+        help="allow the admin 'shutdown [graceful]' command (off: any peer could stop us)")
+    return parser
+
+
+def _config_file_args(argv: list[str]) -> list[str]:
+    """Options from --config-file (or @FILE), split on whitespace as gearmand does.
+    A missing default file is fine; a missing named one is an error."""
+    named = None
+    rest: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--config-file":
+            named = next(it, None)
+            if named is None:
+                raise UsageError("argument --config-file: expected one argument")
+        elif arg.startswith("--config-file="):
+            named = arg.split("=", 1)[1]
+        elif arg.startswith("@") and len(arg) > 1:
+            named = arg[1:]
+        else:
+            rest.append(arg)
+    path = Path(named or DEFAULT_CONFIG_FILE)
+    if not path.exists():
+        if named is not None:
+            raise UsageError(f"config file {named} does not exist")
+        return rest
+    try:
+        words = path.read_text().split()
+    except OSError as error:
+        raise UsageError(f"cannot read config file {path}: {error.strerror}") from None
+    return words + rest  # the command line comes last, so it wins
+
+
+def parse(argv: list[str], prog: str = "gearspec serve") -> ServeConfig | None:
+    """The configuration, or None when the command only had to print something."""
+    parser = build_parser(prog)
+    ns = parser.parse_args(_config_file_args(argv))
+    if ns.version:
+        print(f"gearspec reference server {__version__} (gearmand {GEARMAND_VERSION} protocol)")
+        return None
+    queue_type = ns.queue_type.lower()
+    if queue_type not in QUEUE_TYPES:
+        raise UsageError(f"unknown queue type {ns.queue_type!r} (available: "
+                         f"{', '.join(sorted(QUEUE_TYPES))})")
+    if ns.protocol is not None:
+        raise UsageError(f"protocol module {ns.protocol!r} is not available in this server")
+    if ns.ssl:
+        raise UsageError("--ssl is not available in this server yet")
+    port = ns.port
+    if port is None:
+        env = os.environ.get("GEARMAND_PORT", "")
+        port = _port(env) if env.isdigit() else DEFAULT_PORT
+    options = ServerOptions(worker_wakeup=ns.worker_wakeup, job_retries=ns.job_retries,
+                            round_robin=ns.round_robin, exceptions=ns.exceptions,
+                            admin_shutdown=ns.admin_shutdown, verbose=ns.verbose)
+    if ns.job_handle_prefix is not None:
+        options.job_handle_prefix = ns.job_handle_prefix.encode()
+    if ns.max_packet_size is not None:
+        options.max_payload = ns.max_packet_size
+    config = ServeConfig(
+        options=options, host=ns.listen, port=port, backlog=ns.backlog,
+        keepalive=Keepalive(ns.keepalive, ns.keepalive_idle, ns.keepalive_interval,
+                            ns.keepalive_count),
+        log_file=ns.log_file, pid_file=ns.pid_file, daemon=ns.daemon, user=ns.user,
+        file_descriptors=ns.file_descriptors, queue_type=queue_type, syslog=ns.syslog,
+        coredump=ns.coredump)
+    if ns.check_args:
+        return None
+    return config
+
+
+class _ReopenableFileHandler(logging.FileHandler):
+    """A log file that SIGHUP reopens (for logrotate), as gearmand's does."""
+
+    def reopen(self) -> None:
+        self.acquire()
+        try:
+            if self.stream:
+                self.stream.close()
+            self.stream = self._open()
+        finally:
+            self.release()
+
+
+def _setup_logging(config: ServeConfig) -> _ReopenableFileHandler | None:
+    log.setLevel(_LOG_LEVELS[config.options.verbose])
+    log.propagate = False
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    file_handler = None
+    if config.log_file == "stderr":
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    elif config.log_file == "none":
+        handler = logging.NullHandler()
+    else:
+        try:
+            handler = file_handler = _ReopenableFileHandler(config.log_file)
+        except OSError as error:
+            raise UsageError(f"cannot open log file {config.log_file}: {error.strerror}") from None
+    handler.setFormatter(fmt)
+    log.addHandler(handler)
+    if config.syslog and os.path.exists("/dev/log"):
+        log.addHandler(logging.handlers.SysLogHandler(address="/dev/log"))
+    return file_handler
+
+
+def _apply_process_options(config: ServeConfig) -> None:
+    if config.file_descriptors is not None:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE,
+                               (config.file_descriptors, config.file_descriptors))
+        except (ValueError, OSError) as error:
+            raise UsageError(f"cannot set the file descriptor limit to "
+                             f"{config.file_descriptors}: {error}") from None
+    if config.coredump:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_CORE,
+                               (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
+def _drop_privileges(user: str) -> None:
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise UsageError(f"no such user {user!r}") from None
+    os.setgroups([])
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+
+
+def _daemonize() -> None:
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+
+
+async def serve(config: ServeConfig, on_hangup: Callable[[], None] | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or an allowed admin shutdown); SIGHUP calls
+    ``on_hangup`` (reopening the log file)."""
+    queue = QUEUE_TYPES[config.queue_type]()
+    core = JobServer(config.options, queue=queue)
+    replayed = core.replay(queue.replay())
+    if replayed:
+        log.info("replayed %d jobs from the %s queue", replayed, queue.name)
+    transport = Transport(core, keepalive=config.keepalive)
+    try:
+        addresses = await transport.listen(config.host, config.port, backlog=config.backlog)
+    except OSError as error:
+        raise UsageError(f"cannot listen on {config.host or '*'}:{config.port}: "
+                         f"{error.strerror}") from None
+    for host, port in addresses:
+        log.info("listening on %s:%d", host, port)
+    if config.user:
+        _drop_privileges(config.user)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, transport.stop)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup or (lambda: None))
+    await transport.stopped.wait()
+    for server in transport.servers:
+        await server.wait_closed()
+    queue.close()
+    log.info("stopped")
+    return 0
+
+
+def _run(config: ServeConfig) -> int:
+    if config.daemon:
+        _daemonize()
+    file_handler = _setup_logging(config)
+    _apply_process_options(config)
+    if config.pid_file:
+        Path(config.pid_file).write_text(f"{os.getpid()}\n")
+    try:
+        try:
+            import uvloop
+
+            runner = uvloop.run
+        except ImportError:
+            runner = asyncio.run
+        return runner(serve(config, file_handler.reopen if file_handler else None))
+    finally:
+        if config.pid_file:
+            with contextlib.suppress(OSError):
+                os.unlink(config.pid_file)
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m reference_server") -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        config = parse(argv, prog)
+        if config is None:
+            return 0
+        return _run(config)
+    except UsageError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
