@@ -162,11 +162,17 @@ class TestDecoder:
 
     def test_line_too_long(self) -> None:
         decoder = Decoder(max_line=16)
-        decoder.feed(b"x" * 16)
+        decoder.feed(b"x" * 15)
         assert decoder.next_event() is None
         decoder.feed(b"x")
         with pytest.raises(LineTooLong):
             decoder.next_event()
+
+    def test_line_limit_counts_the_newline(self) -> None:
+        # gearmand's 8 KiB buffer: 8191 characters and the newline pass, one more closes.
+        assert list(Decoder().events(b"x" * 8191 + b"\n")) == [TextLine(b"x" * 8191)]
+        with pytest.raises(LineTooLong):
+            list(Decoder().events(b"x" * 8192 + b"\n"))
 
     def test_wrong_argument_count_consumes_exactly_the_packet(self) -> None:
         decoder = Decoder()

@@ -508,7 +508,6 @@ class TestStatus:
         handle = sim.submit("c", unique=b"u1")
         sim.send("x", T.GET_STATUS_UNIQUE, b"u1")
         sim.send("x", T.GET_STATUS_UNIQUE, b"nouniq")
-        # DEVIATION "Waiting clients in STATUS_RES_UNIQUE": gearmand always says 0.
         assert sim.take("x") == [
             res(T.STATUS_RES_UNIQUE, b"u1", b"1", b"0", b"0", b"0", b"1"),
             res(T.STATUS_RES_UNIQUE, b"nouniq", b"0", b"0", b"0", b"0", b"0")]

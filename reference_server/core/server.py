@@ -326,7 +326,8 @@ class JobServer:
         if job is None:
             self._send(conn, response(T.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0"))
         else:
-            # DEVIATION "Waiting clients in STATUS_RES_UNIQUE": gearmand always says 0.
+            # The last field counts the clients waiting for the job (gearmand 1.1.20
+            # does count them, although its source reads as if the counter stays 0).
             self._send(conn, response(T.STATUS_RES_UNIQUE, unique, b"1",
                                       b"0" if job.worker is None else b"1",
                                       b"%d" % job.numerator, b"%d" % job.denominator,
@@ -505,7 +506,8 @@ class JobServer:
                 priority: Priority, background: bool, *, when: int = 0,
                 reducer: bytes = b"") -> None:
         # PROTOCOL "SUBMIT_JOB": JOB_CREATED with the handle.  gearmand refuses a
-        # unique over 64 bytes (server.cc) before anything else.
+        # unique over 64 bytes (server.cc) before anything else.  DEVIATION
+        # "64-byte uniques": gearmand keeps only 63 of them; we keep all 64.
         if len(unique) > UNIQUE_MAX:
             self._error(conn, ErrorCode.UNIQUE_TOO_LARGE)
             return

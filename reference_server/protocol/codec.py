@@ -22,6 +22,10 @@ Limits, and why:
 So the bytes a decoder holds never exceed one maximal packet plus the
 chunk being fed.
 
+Arguments other than the opaque data are only bounded by ``max_payload``;
+gearmand closes the connection when one exceeds its 8 KiB buffer (see
+DEVIATIONS.md, "Arguments longer than 8 KiB").
+
 Argument splitting follows the packet table: a payload for a packet with N
 arguments must hold at least N-1 NUL separators; the last argument takes the
 rest (NULs included).  gearmand instead searches past the declared length for
@@ -170,9 +174,9 @@ class Decoder:
         if not available:
             return None
         if buf[pos]:
-            end = buf.find(b"\n", pos)
+            end = buf.find(b"\n", pos, pos + self.max_line)
             if end < 0:
-                if available > self.max_line:
+                if available >= self.max_line:
                     raise LineTooLong(available, self.max_line)
                 return None
             self._pos = end + 1
