@@ -128,7 +128,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="drop a job after N requeues from lost or timed-out workers (0: never)")
     add("--job-handle-prefix", help="job handles are PREFIX:N (default H:<hostname>)")
     add("--hashtable-buckets", type=_positive, default=991, help="accepted; Python dicts resize")
-    add("--keepalive", action="store_true", help="TCP keepalive on accepted sockets")
+    add("--keepalive", action="store_true",
+        help="apply the --keepalive-* values (SO_KEEPALIVE itself is always on)")
     add("--keepalive-idle", type=_keepalive_value, default=-1)
     add("--keepalive-interval", type=_keepalive_value, default=-1)
     add("--keepalive-count", type=_keepalive_value, default=-1)
@@ -165,8 +166,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _config_file_args(argv: list[str]) -> list[str]:
-    """Options from --config-file (or @FILE), split on whitespace as gearmand does.
-    A missing default file is fine; a missing named one is an error."""
+    """Options from --config-file, split on whitespace as gearmand does.  A
+    missing default file is fine; a missing named one is an error.  (gearmand's
+    --help also promises an ``@FILE`` form, but 1.1.20 rejects it, and so do we.)"""
     named = None
     rest: list[str] = []
     it = iter(argv)
@@ -177,8 +179,6 @@ def _config_file_args(argv: list[str]) -> list[str]:
                 raise UsageError("argument --config-file: expected one argument")
         elif arg.startswith("--config-file="):
             named = arg.split("=", 1)[1]
-        elif arg.startswith("@") and len(arg) > 1:
-            named = arg[1:]
         else:
             rest.append(arg)
     path = Path(named or DEFAULT_CONFIG_FILE)
@@ -211,7 +211,10 @@ def parse(argv: list[str], prog: str = "gearspec serve") -> ServeConfig | None:
     port = ns.port
     if port is None:
         env = os.environ.get("GEARMAND_PORT", "")
-        port = _port(env) if env.isdigit() else DEFAULT_PORT
+        try:
+            port = _port(env) if env else DEFAULT_PORT
+        except argparse.ArgumentTypeError as error:
+            raise UsageError(f"GEARMAND_PORT: {error}") from None
     options = ServerOptions(worker_wakeup=ns.worker_wakeup, job_retries=ns.job_retries,
                             round_robin=ns.round_robin, exceptions=ns.exceptions,
                             admin_shutdown=ns.admin_shutdown, verbose=ns.verbose)
@@ -235,13 +238,18 @@ class _ReopenableFileHandler(logging.FileHandler):
     """A log file that SIGHUP reopens (for logrotate), as gearmand's does."""
 
     def reopen(self) -> None:
+        try:
+            stream = self._open()
+        except OSError as error:  # keep the old file rather than lose every later line
+            log.warning("cannot reopen log file %s: %s", self.baseFilename, error.strerror)
+            return
         self.acquire()
         try:
-            if self.stream:
-                self.stream.close()
-            self.stream = self._open()
+            old, self.stream = self.stream, stream
         finally:
             self.release()
+        if old:
+            old.close()
 
 
 def _setup_logging(config: ServeConfig) -> _ReopenableFileHandler | None:
@@ -286,9 +294,12 @@ def _drop_privileges(user: str) -> None:
         entry = pwd.getpwnam(user)
     except KeyError:
         raise UsageError(f"no such user {user!r}") from None
-    os.setgroups([])
-    os.setgid(entry.pw_gid)
-    os.setuid(entry.pw_uid)
+    try:
+        os.setgroups([])
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+    except OSError as error:
+        raise UsageError(f"cannot switch to user {user!r}: {error.strerror}") from None
 
 
 def _daemonize() -> None:

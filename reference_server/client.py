@@ -215,6 +215,9 @@ class Client:
         self.link = link
         self._waiting: deque[tuple[int, asyncio.Future[Any], Job | None]] = deque()
         self._jobs: dict[bytes, list[Job]] = {}
+        # A connection that submitted the same unique k times gets every WORK_*
+        # packet k times in a row (one per submit): apply it once, skip the echoes.
+        self._echoes: dict[bytes, tuple[Packet, int]] = {}
         self._reader = asyncio.get_running_loop().create_task(self._read())
         self._error: BaseException | None = None
 
@@ -322,10 +325,23 @@ class Client:
             else:
                 future.set_result(packet.args)
             return
-        for job in self._jobs.get(packet.args[0] if packet.args else b"", ()):
+        if not packet.args:
+            return
+        # gearmand's WORK_FAIL standing in for a WORK_EXCEPTION carries the handle's NUL.
+        handle = packet.args[0].split(b"\0", 1)[0]
+        jobs = self._jobs.get(handle)
+        if not jobs:
+            return
+        echo = self._echoes.get(handle)
+        if echo is not None and echo[1] and echo[0] == packet:
+            self._echoes[handle] = (packet, echo[1] - 1)
+            return
+        self._echoes[handle] = (packet, len(jobs) - 1)
+        for job in jobs:
             self._update(job, packet)
         if kind in (T.WORK_COMPLETE, T.WORK_FAIL, T.WORK_EXCEPTION):
-            self._jobs.pop(packet.args[0], None)
+            del self._jobs[handle]  # later copies of this packet find no job
+            del self._echoes[handle]
 
     @staticmethod
     def _update(job: Job, packet: Packet) -> None:

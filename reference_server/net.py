@@ -22,7 +22,9 @@ log = logging.getLogger("reference_server")
 
 @dataclass(slots=True)
 class Keepalive:
-    """--keepalive and its three values (-1: leave the system default)."""
+    """TCP keepalive on accepted sockets.  gearmand 1.1.20 turns SO_KEEPALIVE on
+    for every accepted socket; ``--keepalive`` adds its three values (-1: leave
+    the system default)."""
 
     enabled: bool = False
     idle: int = -1
@@ -30,9 +32,9 @@ class Keepalive:
     count: int = -1
 
     def apply(self, sock: socket.socket) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         if not self.enabled:
             return
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         for option, value in ((getattr(socket, "TCP_KEEPIDLE", None), self.idle),
                               (getattr(socket, "TCP_KEEPINTVL", None), self.interval),
                               (getattr(socket, "TCP_KEEPCNT", None), self.count)):

@@ -1,0 +1,148 @@
+"""Bad input on one connection never disturbs another connection's job, and the
+server process survives every bad input of protocol.md §1.
+
+Run against our server and, for comparison, against gearmand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import select
+import socket
+import time
+
+import pytest
+
+from conformance.bench import rss_bytes
+from conformance.targets import ProcessTarget, Target, echo_round_trip
+from reference_server.client import Client, Link, Worker
+from reference_server.protocol import PacketType, encode, frame
+
+T = PacketType
+REQ = b"\0REQ"
+
+
+def header(packet_type: int, length: int, magic: bytes = REQ) -> bytes:
+    return magic + packet_type.to_bytes(4, "big") + length.to_bytes(4, "big")
+
+
+_rng = random.Random(20261127)  # fixed: the same "random" garbage every run
+
+BAD_INPUTS: dict[str, bytes] = {
+    "bad-magic": frame(b"\0XYZ", T.ECHO_REQ, b"x"),
+    "res-magic": frame(b"\0RES", T.SUBMIT_JOB, b"f\0\0x"),
+    "type-0": frame(REQ, 0, b""),
+    "type-43": frame(REQ, 43, b""),
+    "type-999-with-data": frame(REQ, 999, b"abc"),
+    "unused-type-5": frame(REQ, 5, b""),
+    "response-types": b"".join(frame(REQ, n, b"\0" * 6) for n in (6, 8, 10, 11, 17, 19, 20)),
+    "truncated-header": REQ + b"\0\0",
+    "truncated-body": header(T.ECHO_REQ, 10) + b"abc",
+    "length-4gib": header(T.ECHO_REQ, 0xFFFFFFFF),
+    "length-64mib-plus-1": header(T.ECHO_REQ, 64 * 1024 * 1024 + 1),
+    "submit-no-nul": frame(REQ, T.SUBMIT_JOB, b"f"),
+    "submit-one-nul": frame(REQ, T.SUBMIT_JOB, b"f\0"),
+    "text-without-newline": b"status",
+    "text-line-9000": b"x" * 9000 + b"\n",
+    "six-tokens": b"a b c d e f\n",
+    "argument-9000": encode(T.CAN_DO, b"f" * 9000),
+    "unique-300": encode(T.SUBMIT_JOB_BG, b"f", b"u" * 300, b""),
+    "get-status-64": encode(T.GET_STATUS, b"H" * 64),
+    "can-do-timeout-overflow": encode(T.CAN_DO_TIMEOUT, b"f", b"9" * 25),
+    "epoch-overflow": encode(T.SUBMIT_JOB_EPOCH, b"f", b"", b"9" * 30, b""),
+    "foreign-work-complete": encode(T.WORK_COMPLETE, b"H:x:1", b"r"),
+    "random-binary": b"\0" + bytes(_rng.randrange(256) for _ in range(4000)),
+    "random-text": bytes(_rng.randrange(32, 127) for _ in range(4000)) + b"\n",
+    "nul-flood": b"\0" * 100_000,
+}
+
+
+async def _send_garbage(target: Target, data: bytes, *, half_close: bool) -> socket.socket:
+    sock = socket.create_connection(target.address, timeout=5)
+    try:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the server may close while we write: that is an allowed answer
+    return sock
+
+
+@pytest.mark.parametrize("half_close", [False, True], ids=["left-open", "half-closed"])
+async def test_garbage_does_not_disturb_a_running_job(server: Target, half_close: bool) -> None:
+    async with await Client.connect(server.address) as client, \
+            await Worker.connect(server.address) as worker:
+        grabbed = asyncio.Event()
+
+        async def slow_reverse(job):  # type: ignore[no-untyped-def]
+            grabbed.set()
+            await garbage_sent.wait()
+            job.send_data(b"halfway")
+            return job.data[::-1]
+
+        garbage_sent = asyncio.Event()
+        worker.register("reverse", slow_reverse)
+        working = asyncio.create_task(worker.work(max_jobs=1))
+        job = await client.submit("reverse", b"hello")
+        await asyncio.wait_for(grabbed.wait(), 10)
+        sockets = [await _send_garbage(server, data, half_close=half_close)
+                   for data in BAD_INPUTS.values()]
+        try:
+            garbage_sent.set()
+            assert await job.result(timeout=10) == b"olleh"
+            assert job.data == [b"halfway"]
+            await asyncio.wait_for(working, 10)
+            # A fresh connection is served, and so is a fresh job.
+            assert echo_round_trip(*server.address)
+            async with await Worker.connect(server.address) as second:
+                second.register("reverse", lambda j: j.data[::-1])
+                again = asyncio.create_task(second.work(max_jobs=1))
+                assert await client.run("reverse", b"abc", timeout=10) == b"cba"
+                await asyncio.wait_for(again, 10)
+        finally:
+            for sock in sockets:
+                sock.close()
+    assert isinstance(server, ProcessTarget) and server.process is not None
+    assert server.process.poll() is None, server.log_text()[-2000:]
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+async def test_each_bad_input_alone(ref: Target, name: str) -> None:
+    """Our server answers each bad input with an ERROR or a close, or waits for more
+    bytes (incomplete input); never with a crash, and the next connection works."""
+    link = await Link.open(ref.address)
+    try:
+        link.send_raw(BAD_INPUTS[name])
+        await link.drain()
+    except ConnectionError:
+        pass
+    link.writer.close()
+    assert echo_round_trip(*ref.address)
+    assert isinstance(ref, ProcessTarget) and ref.process is not None
+    assert ref.process.poll() is None
+    assert "Traceback" not in ref.log_text()
+
+
+async def test_slow_reader_does_not_make_the_server_buffer_forever(ref: Target) -> None:
+    """A client that never reads its replies stops being read from (backpressure), so
+    the server's memory does not grow with what it sends; other clients go on."""
+    assert isinstance(ref, ProcessTarget) and ref.pid is not None
+    before = rss_bytes(ref.pid)
+    sock = socket.create_connection(ref.address)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    echo = encode(T.ECHO_REQ, b"x" * 60_000)
+    sent, blocked = 0, False
+    deadline = time.monotonic() + 30  # only against hanging: the verdict is `blocked`
+    while sent < 120_000_000 and not blocked and time.monotonic() < deadline:
+        try:
+            sent += sock.send(echo[sent % len(echo):])  # resume a partly sent packet
+        except BlockingIOError:
+            # Still not writable after a while: the server has stopped reading us.
+            blocked = not select.select([], [sock], [], 1.0)[1]
+    assert blocked, f"the server kept reading: {sent:,} bytes accepted"
+    assert sent < 20_000_000
+    assert echo_round_trip(*ref.address)
+    assert rss_bytes(ref.pid) - before < 40_000_000
+    sock.close()
