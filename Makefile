@@ -12,7 +12,8 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 # Real Gearman peers the tests talk to (gearmand, the libgearman CLIs, PHP and Perl clients).
-APT_PACKAGES := gearman-job-server gearman-tools php-cli php-gearman libgearman-client-perl
+APT_PACKAGES := gearman-job-server gearman-tools gearman-server php-cli php-gearman \
+                libgearman-client-perl
 
 .PHONY: all setup apt venv test lint report bench fuzz clean
 
@@ -49,7 +50,8 @@ report: setup
 	$(BIN)/python examples/run_examples.py --target ref
 
 bench: setup
-	$(BIN)/gearspec bench --target ref --target gearmand --jobs 100000 --repeat 3 --idle-connections 10000
+	$(BIN)/gearspec bench --target ref --target gearmand --target perl --target gear \
+	    --jobs 100000 --repeat 3 --idle-connections 10000
 
 fuzz: setup
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider tests/test_codec_properties.py

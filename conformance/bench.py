@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from conformance.targets import Target, TargetError, echo_round_trip, parse_target
 from reference_server.loadgen import LoadResult, run_load
+from reference_server.protocol import PacketType
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -63,10 +64,12 @@ class TargetFigures:
 def _measure(target: Target, mode: str, args: argparse.Namespace) -> ModeFigures:
     runs: list[tuple[LoadResult, float | None]] = []
     host, port = target.address
+    grab = PacketType.GRAB_JOB_UNIQ if "grab_job_uniq" in target.capabilities else \
+        PacketType.GRAB_JOB
     for _ in range(args.repeat):
         before = cpu_seconds(target.pid) if target.pid else None
         result = _run_async(run_load(host, port, mode=mode, jobs=args.jobs, workers=args.workers,
-                                     clients=args.clients, pipeline=args.pipeline))
+                                     clients=args.clients, pipeline=args.pipeline, grab=grab))
         cpu = None
         if before is not None and target.pid:
             cpu = (cpu_seconds(target.pid) - before) / result.jobs * 1e6
@@ -136,7 +139,7 @@ def _format(figures: list[TargetFigures], baseline: str | None) -> str:
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", action="append", default=[],
-                        help="ref, gearmand or tcp://HOST:PORT (repeatable)")
+                        help="ref, gearmand, perl, gear or tcp://HOST:PORT (repeatable)")
     parser.add_argument("--target-option", action="append", default=[], metavar="TARGET=OPTION",
                         help="extra server option, e.g. gearmand=-t0 (repeatable)")
     parser.add_argument("--mode", choices=["fg", "bg", "both"], default="both")

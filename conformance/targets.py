@@ -7,7 +7,12 @@ to account CPU to, and how to stop it.  Kinds so far:
 * ``ref``: our reference server (``python -m reference_server``);
 * ``gearmand``: Debian's C gearmand, ``/usr/sbin/gearmand`` (``/usr/bin/gearmand``
   is the Perl server: the full path matters);
+* ``perl``: Debian's Perl Gearman::Server (package ``gearman-server``);
+* ``gear``: OpenStack's ``geard`` (PyPI ``gear``);
 * ``tcp://HOST:PORT``: a server someone else runs (no start, no stop).
+
+``capabilities`` says what a kind can do that not every server can, e.g.
+``grab_job_uniq`` (the Perl server knows only GRAB_JOB).
 
 Extra server options follow the kind: ``parse_target("gearmand", ["-w", "1"])``.
 """
@@ -23,12 +28,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reference_server.protocol import Decoder, Packet, PacketType, encode
 
 GEARMAND = "/usr/sbin/gearmand"
+PERL_GEARMAND = "/usr/bin/gearmand"
 READY_TIMEOUT = 10.0
 
 
@@ -62,15 +69,32 @@ def echo_round_trip(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+def status_round_trip(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Is a Gearman server answering the admin 'status' command on host:port?"""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"status\n")
+            reply = b""
+            while not (reply == b".\n" or reply.endswith(b"\n.\n")):
+                data = sock.recv(4096)
+                if not data:
+                    return False
+                reply += data
+            return True
+    except OSError:
+        return False
+
+
 def wait_ready(host: str, port: int, deadline: float,
-               process: subprocess.Popen[bytes] | None = None) -> None:
+               process: subprocess.Popen[bytes] | None = None,
+               probe: Callable[[str, int], bool] = echo_round_trip) -> None:
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise TargetError(f"server exited with status {process.returncode} before answering")
-        if echo_round_trip(host, port):
+        if probe(host, port):
             return
         time.sleep(0.02)
-    raise TargetError(f"no ECHO answer from {host}:{port} within {READY_TIMEOUT:.0f} s")
+    raise TargetError(f"no answer from {host}:{port} within {READY_TIMEOUT:.0f} s")
 
 
 @dataclass
@@ -81,6 +105,7 @@ class Target:
     options: list[str] = field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = 0
+    capabilities: frozenset[str] = frozenset({"grab_job_uniq"})
 
     @property
     def address(self) -> tuple[str, int]:
@@ -90,8 +115,12 @@ class Target:
     def pid(self) -> int | None:
         return None
 
+    def probe(self, host: str, port: int) -> bool:
+        """Readiness: a full ECHO round trip (an accepted connection is not enough)."""
+        return echo_round_trip(host, port)
+
     def start(self) -> None:
-        wait_ready(self.host, self.port, time.monotonic() + READY_TIMEOUT)
+        wait_ready(self.host, self.port, time.monotonic() + READY_TIMEOUT, probe=self.probe)
 
     def stop(self) -> None:
         return None
@@ -135,7 +164,8 @@ class ProcessTarget(Target):
                     self.command(self.port, self.workdir), stdin=subprocess.DEVNULL,
                     stdout=stdio, stderr=subprocess.STDOUT, start_new_session=True)
             try:
-                wait_ready(self.host, self.port, time.monotonic() + READY_TIMEOUT, self.process)
+                wait_ready(self.host, self.port, time.monotonic() + READY_TIMEOUT, self.process,
+                           self.probe)
                 return
             except TargetError as error:
                 failure = error
@@ -189,6 +219,57 @@ class GearmandTarget(ProcessTarget):
                 "-P", str(workdir / "gearmand.pid"), *self.options]
 
 
+@dataclass
+class PerlTarget(ProcessTarget):
+    name: str = "perl"
+    capabilities: frozenset[str] = frozenset()
+
+    def command(self, port: int, workdir: Path) -> list[str]:
+        if not os.path.exists(PERL_GEARMAND):
+            raise TargetError(f"{PERL_GEARMAND} is not installed (apt-get install gearman-server)")
+        return ["/usr/bin/perl", PERL_GEARMAND, "--port", str(port), "--listen", self.host,
+                *self.options]
+
+
+_GEARD_LOGGING = """\
+[loggers]
+keys=root
+[handlers]
+keys=stderr
+[formatters]
+keys=plain
+[logger_root]
+level=WARNING
+handlers=stderr
+[handler_stderr]
+class=StreamHandler
+level=WARNING
+formatter=plain
+args=(sys.stderr,)
+[formatter_plain]
+format=%(asctime)s %(levelname)s %(name)s: %(message)s
+"""
+
+
+@dataclass
+class GearTarget(ProcessTarget):
+    name: str = "gear"
+
+    def command(self, port: int, workdir: Path) -> list[str]:
+        geard = shutil.which("geard", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+        if geard is None:
+            raise TargetError("geard is not installed (pip install gear)")
+        # geard's -d means "do not daemonize"; it then logs at DEBUG unless given a
+        # logging config, which costs it more CPU than the protocol work itself.
+        config = workdir / "logging.ini"
+        config.write_text(_GEARD_LOGGING)
+        return [geard, "-d", "-p", str(port), "--listen-address", self.host,
+                "--log-config", str(config), *self.options]
+
+    def probe(self, host: str, port: int) -> bool:
+        return status_round_trip(host, port)  # geard never answers ECHO_REQ
+
+
 def gearmand_available() -> bool:
     return os.access(GEARMAND, os.X_OK)
 
@@ -200,6 +281,10 @@ def parse_target(spec: str, options: list[str] | None = None) -> Target:
         return RefTarget(options=options)
     if spec == "gearmand":
         return GearmandTarget(options=options)
+    if spec == "perl":
+        return PerlTarget(options=options)
+    if spec == "gear":
+        return GearTarget(options=options)
     if spec.startswith("tcp://"):
         from reference_server.client import parse_address
 
@@ -208,4 +293,5 @@ def parse_target(spec: str, options: list[str] | None = None) -> Target:
         except ValueError as error:
             raise TargetError(str(error)) from None
         return Target(name=spec, host=host, port=port)
-    raise TargetError(f"unknown target {spec!r} (known: ref, gearmand, tcp://HOST:PORT)")
+    raise TargetError(f"unknown target {spec!r} (known: ref, gearmand, perl, gear, "
+                      "tcp://HOST:PORT)")
