@@ -62,7 +62,14 @@ class _Peer(asyncio.Protocol):
         log.debug("accepted %s:%s as connection %d", peer[0], peer[1], self.conn_id)
 
     def data_received(self, data: bytes) -> None:
-        self.owner.core.receive(self.conn_id, data)
+        try:
+            self.owner.core.receive(self.conn_id, data)
+        except Exception:
+            # A bug of ours, not the peer's fault: log it, drop this connection
+            # (its state is cleaned up by connection_lost) and serve everyone else.
+            log.exception("internal error on connection %d; closing it", self.conn_id)
+            if self.transport is not None:
+                self.transport.close()
         self.owner.flush()
 
     def eof_received(self) -> bool:

@@ -942,3 +942,15 @@ class TestAdmin:
         data = sim.bytes("c")
         assert data.startswith(b"OK ")
         assert encode(T.ECHO_RES, b"x", magic=Magic.RES) in data
+
+
+class TestTimerHousekeeping:
+    def test_cancelled_timers_do_not_pile_up(self) -> None:
+        sim = Sim()
+        sim.send("w", T.CAN_DO_TIMEOUT, b"f", b"60000")
+        for _ in range(5000):
+            handle = sim.submit("c", kind=T.SUBMIT_JOB_BG)
+            sim.grab("w")
+            sim.send("w", T.WORK_COMPLETE, handle, b"")
+        assert len(sim.server._timers) < 2100
+        assert sim.server.next_deadline() is None

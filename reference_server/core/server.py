@@ -97,7 +97,8 @@ class JobServer:
         self._ids = itertools.count(1)
         self._handle_counter = 1
         self._dirty: dict[int, Connection] = {}
-        self._timers: list[tuple[float, int, Timer]] = []
+        self._timers: list[tuple[float, int, Timer]] = []  # a heap; cancelled ones linger
+        self._live_timers = 0
         self._timer_seq = itertools.count()
         self._handlers: list[Callable[[Connection, tuple[bytes, ...]], None]] = [
             self._on_not_expected] * len(T)
@@ -206,6 +207,7 @@ class JobServer:
             if timer.cancelled:
                 continue
             timer.conn.timer = None
+            self._live_timers -= 1
             if timer.job.worker is not None and timer.job.worker.conn is timer.conn:
                 self._requeue(timer.job)
 
@@ -771,11 +773,18 @@ class JobServer:
             timer = Timer(self.clock() + timeout_ms / 1000, conn, job)
             conn.timer = timer
             heapq.heappush(self._timers, (timer.deadline, next(self._timer_seq), timer))
+            self._live_timers += 1
 
     def _cancel_timer(self, conn: Connection) -> None:
         if conn.timer is not None:
             conn.timer.cancelled = True
             conn.timer = None
+            self._live_timers -= 1
+            if len(self._timers) > 2 * self._live_timers + 1024:
+                # Workers re-arm their timer at every job: drop the dead entries
+                # now and then rather than keep them until their deadline.
+                self._timers = [entry for entry in self._timers if not entry[2].cancelled]
+                heapq.heapify(self._timers)
 
     # ------------------------------------------------------------------
     # Used by the admin protocol
