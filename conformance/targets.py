@@ -125,8 +125,31 @@ class Target:
     def stop(self) -> None:
         return None
 
+    def alive(self) -> bool:
+        return True
+
+    def restart(self) -> None:
+        raise TargetError(f"{self.name} cannot be restarted")
+
+    def kill(self) -> None:
+        raise TargetError(f"{self.name} cannot be killed")
+
     def log_text(self) -> str:
         return ""
+
+    def version(self) -> str | None:
+        """What the server says of its version (admin 'version'), if anything."""
+        try:
+            with socket.create_connection(self.address, timeout=1) as sock:
+                sock.sendall(b"version\n")
+                reply = sock.recv(200).split(b"\n", 1)[0].strip()
+        except OSError:
+            return None
+        if reply.startswith(b"OK "):
+            return reply[3:].decode(errors="replace")
+        if reply.startswith(b"v") and reply[1:2].isdigit():
+            return reply[1:].decode(errors="replace")  # the Perl server: "v1.130.1"
+        return None
 
     def __enter__(self) -> Target:
         self.start()
@@ -142,6 +165,8 @@ class ProcessTarget(Target):
 
     process: subprocess.Popen[bytes] | None = None
     workdir: Path | None = None
+    capabilities: frozenset[str] = frozenset({"grab_job_uniq", "echo", "restart",
+                                              "server_options"})
 
     def command(self, port: int, workdir: Path) -> list[str]:
         raise NotImplementedError
@@ -157,8 +182,12 @@ class ProcessTarget(Target):
 
     def start(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"gearspec-{self.name}-"))
-        for _attempt in range(3):  # a free port can be taken between probe and bind
-            self.port = free_port(self.host)
+        self._launch(free_port(self.host))
+
+    def _launch(self, port: int) -> None:
+        assert self.workdir is not None
+        for attempt in range(3):  # a free port can be taken between probe and bind
+            self.port = port if attempt == 0 else free_port(self.host)
             with open(self.workdir / "stdio.log", "ab") as stdio:
                 self.process = subprocess.Popen(
                     self.command(self.port, self.workdir), stdin=subprocess.DEVNULL,
@@ -176,6 +205,23 @@ class ProcessTarget(Target):
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(5)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        self._kill()
+
+    def restart(self) -> None:
+        """Start again on the same port (so clients can reconnect where they were)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self._kill()
+        self._launch(self.port)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -222,7 +268,7 @@ class GearmandTarget(ProcessTarget):
 @dataclass
 class PerlTarget(ProcessTarget):
     name: str = "perl"
-    capabilities: frozenset[str] = frozenset()
+    capabilities: frozenset[str] = frozenset({"echo", "restart"})
 
     def command(self, port: int, workdir: Path) -> list[str]:
         if not os.path.exists(PERL_GEARMAND):
@@ -254,6 +300,7 @@ format=%(asctime)s %(levelname)s %(name)s: %(message)s
 @dataclass
 class GearTarget(ProcessTarget):
     name: str = "gear"
+    capabilities: frozenset[str] = frozenset({"grab_job_uniq", "restart"})
 
     def command(self, port: int, workdir: Path) -> list[str]:
         geard = shutil.which("geard", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
@@ -292,6 +339,7 @@ def parse_target(spec: str, options: list[str] | None = None) -> Target:
             host, port = parse_address(spec[len("tcp://"):])
         except ValueError as error:
             raise TargetError(str(error)) from None
-        return Target(name=spec, host=host, port=port)
+        return Target(name=spec, host=host, port=port,
+                      capabilities=frozenset({"grab_job_uniq", "echo"}))
     raise TargetError(f"unknown target {spec!r} (known: ref, gearmand, perl, gear, "
                       "tcp://HOST:PORT)")

@@ -17,6 +17,12 @@ def _serve(argv: list[str]) -> int:
     return main(argv, prog="gearspec serve")
 
 
+def _run(argv: list[str]) -> int:
+    from conformance.cli import main
+
+    return main(argv, prog="gearspec run")
+
+
 def _bench(argv: list[str]) -> int:
     from conformance.bench import main
 
@@ -25,6 +31,7 @@ def _bench(argv: list[str]) -> int:
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "serve": (_serve, "run the reference job server (gearmand's options)"),
+    "run": (_run, "play the conformance scenarios against servers"),
     "bench": (_bench, "load-test servers and compare them with gearmand"),
 }
 

@@ -106,12 +106,12 @@ class TestDecoder:
 
     def test_text_lines_with_and_without_cr(self) -> None:
         assert decode_all(b"status\r\nworkers\n\n") == [
-            TextLine(b"status"), TextLine(b"workers"), TextLine(b"")]
+            TextLine(b"status", b"\r\n"), TextLine(b"workers"), TextLine(b"")]
 
     def test_text_and_binary_mixed_on_one_stream(self) -> None:
         stream = b"version\n" + encode(T.ECHO_REQ, b"x") + b"status\r\n"
         assert decode_all(stream) == [TextLine(b"version"), Packet(T.ECHO_REQ, (b"x",)),
-                                      TextLine(b"status")]
+                                      TextLine(b"status", b"\r\n")]
 
     def test_text_line_waits_for_newline(self) -> None:
         decoder = Decoder()

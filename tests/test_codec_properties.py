@@ -33,8 +33,11 @@ def packets(draw: st.DrawFn) -> Packet:
     return Packet(packet_type, args, draw(st.sampled_from([Magic.REQ, Magic.RES])))
 
 
-text_lines = st.binary(max_size=60).map(
-    lambda b: TextLine(b.replace(b"\n", b"").replace(b"\r", b"").lstrip(b"\0") or b"status"))
+text_lines = st.builds(
+    TextLine,
+    st.binary(max_size=60).map(
+        lambda b: b.replace(b"\n", b"").replace(b"\r", b"").lstrip(b"\0") or b"status"),
+    st.sampled_from([b"\n", b"\r\n"]))
 
 
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -43,7 +46,7 @@ def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
 
 
 def wire(event: Packet | TextLine) -> bytes:
-    return event.encode() if isinstance(event, Packet) else event.line + b"\r\n"
+    return event.encode() if isinstance(event, Packet) else event.raw
 
 
 @given(packets())

@@ -106,12 +106,17 @@ class Packet:
 
 
 class TextLine:
-    """One admin text line, without its line ending."""
+    """One admin text line, and the line ending it came with (``\n`` or ``\r\n``)."""
 
-    __slots__ = ("line",)
+    __slots__ = ("line", "ending")
 
-    def __init__(self, line: bytes) -> None:
+    def __init__(self, line: bytes, ending: bytes = b"\n") -> None:
         self.line = line
+        self.ending = ending
+
+    @property
+    def raw(self) -> bytes:
+        return self.line + self.ending
 
     def tokens(self) -> list[bytes]:
         """Split as gearmand does: on single spaces, runs of spaces after a
@@ -128,13 +133,14 @@ class TextLine:
             rest = rest[cut + 1:].lstrip(b" ")
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, TextLine) and self.line == other.line
+        return isinstance(other, TextLine) and (self.line, self.ending) == (other.line,
+                                                                            other.ending)
 
     def __hash__(self) -> int:
-        return hash(self.line)
+        return hash((self.line, self.ending))
 
     def __repr__(self) -> str:
-        return f"<TEXT {self.line!r}>"
+        return f"<TEXT {self.raw!r}>"
 
 
 Event = Packet | TextLine
@@ -181,7 +187,7 @@ class Decoder:
                 return None
             self._pos = end + 1
             if end > pos and buf[end - 1] == 13:  # b"\r"
-                end -= 1
+                return TextLine(bytes(buf[pos:end - 1]), b"\r\n")
             return TextLine(bytes(buf[pos:end]))
         if available < HEADER_SIZE:
             return None

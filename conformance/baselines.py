@@ -1,0 +1,82 @@
+"""Baselines: per-target lists of known deviations, each with its reason.
+
+``conformance/baselines/<target>.yaml``::
+
+    target: gearmand
+    cases:
+      framing/arguments/submit-without-nul: >
+        gearmand 1.1.20 stalls the connection (it searches past the packet for
+        the missing NUL).
+
+A baselined case is expected to deviate (FAIL, ERROR or NON-STRICT); if it
+passes, that is reported as unexpected so the baseline stays honest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from conformance.results import CaseResult, Verdict
+from conformance.scenario import ScenarioError
+
+BASELINE_DIR = Path(__file__).resolve().parent / "baselines"
+
+
+@dataclass
+class Baseline:
+    target: str
+    cases: dict[str, str] = field(default_factory=dict)  # scenario id -> reason
+    lines: dict[str, int] = field(default_factory=dict)
+    path: str = ""
+
+
+def load_baseline(path: Path) -> Baseline:
+    try:
+        node = yaml.compose(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        raise ScenarioError(f"{path}:{mark.line + 1 if mark else 0}: yaml: "
+                            f"{getattr(error, 'problem', error)}") from None
+    if not isinstance(node, yaml.MappingNode):
+        raise ScenarioError(f"{path}:1: file: expected 'target' and 'cases'")
+    top = {k.value: v for k, v in node.value}
+    if set(top) != {"target", "cases"} or not isinstance(top["cases"], yaml.MappingNode):
+        raise ScenarioError(f"{path}:{node.start_mark.line + 1}: file: expected 'target' and "
+                            "a mapping 'cases' (scenario id: reason)")
+    baseline = Baseline(str(top["target"].value), path=str(path))
+    for key, value in top["cases"].value:
+        if not isinstance(value, yaml.ScalarNode) or not str(value.value).strip():
+            raise ScenarioError(f"{path}:{key.start_mark.line + 1}: {key.value}: "
+                                "each entry needs a reason")
+        baseline.cases[str(key.value)] = " ".join(str(value.value).split())
+        baseline.lines[str(key.value)] = key.start_mark.line + 1
+    return baseline
+
+
+def baseline_for(target: str, directory: Path = BASELINE_DIR) -> Baseline:
+    path = directory / f"{target}.yaml"
+    return load_baseline(path) if path.exists() else Baseline(target)
+
+
+def check_ids(baseline: Baseline, known: set[str]) -> None:
+    for case, line in baseline.lines.items():
+        if case not in known:
+            raise ScenarioError(f"{baseline.path}:{line}: {case}: no scenario has this id")
+
+
+def judge(result: CaseResult, baseline: Baseline, *, strict: bool) -> None:
+    """Set ``expected`` (and ``baseline``) on a result."""
+    deviates = result.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.NON_STRICT)
+    reason = baseline.cases.get(result.scenario)
+    if reason is not None:
+        result.baseline = reason
+        result.expected = deviates
+        if not deviates:
+            result.message = (f"listed in the {baseline.target} baseline but now "
+                              f"{result.verdict.value}: remove it from the baseline")
+        return
+    result.expected = not (result.verdict in (Verdict.FAIL, Verdict.ERROR)
+                           or (strict and result.verdict is Verdict.NON_STRICT))

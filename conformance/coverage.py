@@ -1,0 +1,85 @@
+"""Which parts of the protocol a set of scenarios exercises.
+
+Counted from the scenarios themselves (not from a run): the packet types
+they send (requests, and server-only types sent by a peer), the admin
+commands they send, and the protocol.md sections they name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conformance.scenario import Scenario, SendPacket, SendRaw, SendText
+from reference_server.protocol import PACKETS, TYPE_LIMIT, Direction, PacketType
+
+#: The admin commands of gearmand 1.1.20's text protocol (protocol.md §4), and
+#: "shutdown", which it removed.
+ADMIN_COMMANDS = ("workers", "status", "prioritystatus", "maxqueue", "cancel", "show",
+                  "create", "drop", "getpid", "verbose", "version", "shutdown")
+
+#: protocol.md sections a scenario can cite.
+SECTIONS = ("1", "2", *(f"3.{n}" for n in range(1, 17)), "4")
+
+REQUESTS = tuple(t for t in PacketType if PACKETS[t].direction in (Direction.REQUEST,
+                                                                    Direction.BOTH))
+PEER_SENT_RESPONSES = tuple(t for t in PacketType if PACKETS[t].direction in (
+    Direction.RESPONSE, Direction.NONE) and t != PacketType.TEXT)
+
+
+def _sent_types(scenario: Scenario) -> set[int]:
+    types: set[int] = set()
+    for step in scenario.all_steps():
+        if isinstance(step, SendPacket):
+            types.add(int(step.type))
+        elif isinstance(step, SendRaw) and step.packet_type is not None:
+            types.add(step.packet_type)
+    return types
+
+
+def _admin_commands(scenario: Scenario) -> set[str]:
+    commands = set()
+    for step in scenario.all_steps():
+        if isinstance(step, SendText) and step.text.raw is None:
+            for line in step.text.text.splitlines() or [""]:
+                word = line.split(" ", 1)[0].strip().lower()
+                if word in ADMIN_COMMANDS:
+                    commands.add(word)
+    return commands
+
+
+def coverage(scenarios: list[Scenario]) -> dict[str, Any]:
+    sent: set[int] = set()
+    commands: set[str] = set()
+    sections: set[str] = set()
+    for scenario in scenarios:
+        sent |= _sent_types(scenario)
+        commands |= _admin_commands(scenario)
+        sections |= set(scenario.sections)
+
+    def part(universe: list[str], seen: set[str]) -> dict[str, Any]:
+        return {"covered": sorted(seen & set(universe), key=universe.index),
+                "missing": [u for u in universe if u not in seen], "total": len(universe)}
+
+    requests = [t.name for t in REQUESTS]
+    peer_responses = [t.name for t in PEER_SENT_RESPONSES]
+    names = {PacketType(t).name for t in sent if 0 <= t < TYPE_LIMIT}
+    return {
+        "request_types": part(requests, names),
+        "responses_sent_by_peer": part(peer_responses, names),
+        "invalid_types": sorted(t for t in sent if not 0 < t < TYPE_LIMIT),
+        "admin_commands": part(list(ADMIN_COMMANDS), commands),
+        "sections": part(list(SECTIONS), sections),
+        "scenarios": len(scenarios),
+    }
+
+
+def summary_lines(cov: dict[str, Any]) -> list[str]:
+    lines = []
+    for key, label in (("request_types", "request packet types"),
+                       ("responses_sent_by_peer", "server-only types sent by a peer"),
+                       ("admin_commands", "admin commands"),
+                       ("sections", "protocol.md sections")):
+        part = cov[key]
+        missing = f" (missing: {', '.join(part['missing'])})" if part["missing"] else ""
+        lines.append(f"{label}: {len(part['covered'])}/{part['total']}{missing}")
+    return lines

@@ -1,0 +1,136 @@
+"""What a run produces: verdicts, transcripts, case results and the run itself.
+
+This is the results model the reports render.  ``RunResult.to_json()`` writes
+the run JSON (schema name and version in ``SCHEMA``); ``RunResult.from_json()``
+reads it back, so reports never need the runner.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "gearspec-run/1"
+
+
+class Verdict(enum.Enum):
+    """Autobahn-style verdicts, best first."""
+
+    PASS = "PASS"
+    NON_STRICT = "NON-STRICT"  # a SHOULD not met
+    INFO = "INFO"  # a MAY behaviour, recorded
+    UNSUPPORTED = "UNSUPPORTED"  # the target lacks a capability the case needs
+    FAIL = "FAIL"
+    ERROR = "ERROR"  # the harness or the target broke
+
+    @property
+    def ok(self) -> bool:
+        """Acceptable without --strict."""
+        return self in (Verdict.PASS, Verdict.NON_STRICT, Verdict.INFO, Verdict.UNSUPPORTED)
+
+
+@dataclass
+class Entry:
+    """One line of a transcript: a packet, a text line, raw bytes, or an event."""
+
+    t: float  # seconds since the case started
+    conn: str
+    direction: str  # "send", "recv" or "event"
+    kind: str  # "packet", "text", "raw", "close", "open", "timeout", "note"
+    summary: str  # what a reader sees first, e.g. "SUBMIT_JOB function=.. unique=.."
+    hex: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+    sync: bool = False  # the harness's own ECHO marker, not part of the scenario
+
+
+@dataclass
+class CaseResult:
+    scenario: str  # scenario id
+    target: str
+    verdict: Verdict
+    message: str = ""
+    step: int | None = None  # index of the step that decided the verdict
+    duration: float = 0.0
+    transcript: list[Entry] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)  # the target's log lines of that window
+    baseline: str | None = None  # the reason, when the target's baseline lists the case
+    expected: bool = True  # False: an unexpected result (a failure, or a baselined pass)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["verdict"] = self.verdict.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CaseResult:
+        data = dict(data)
+        data["verdict"] = Verdict(data["verdict"])
+        data["transcript"] = [Entry(**e) for e in data.get("transcript", [])]
+        return cls(**data)
+
+
+@dataclass
+class TargetInfo:
+    name: str
+    kind: str
+    version: str | None = None
+    options: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ScenarioInfo:
+    id: str
+    title: str
+    level: str
+    source: str
+    requirement: str
+    sections: list[str]
+    file: str
+    line: int
+
+
+@dataclass
+class RunResult:
+    started: str
+    finished: str = ""
+    gearspec_version: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    targets: list[TargetInfo] = field(default_factory=list)
+    scenarios: list[ScenarioInfo] = field(default_factory=list)
+    results: list[CaseResult] = field(default_factory=list)
+    coverage: dict[str, Any] = field(default_factory=dict)
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        """target → verdict → count."""
+        totals: dict[str, dict[str, int]] = {t.name: {v.value: 0 for v in Verdict}
+                                             for t in self.targets}
+        for result in self.results:
+            totals.setdefault(result.target, {v.value: 0 for v in Verdict})
+            totals[result.target][result.verdict.value] += 1
+        return totals
+
+    @property
+    def unexpected(self) -> list[CaseResult]:
+        return [r for r in self.results if not r.expected]
+
+    def to_json(self) -> str:
+        data = {"schema": SCHEMA, **asdict(self)}
+        data["results"] = [r.to_dict() for r in self.results]
+        return json.dumps(data, indent=1, ensure_ascii=False)
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json())
+
+    @classmethod
+    def from_json(cls, text: str) -> RunResult:
+        data = json.loads(text)
+        if data.pop("schema", None) != SCHEMA:
+            raise ValueError(f"not a {SCHEMA} file")
+        data["targets"] = [TargetInfo(**t) for t in data["targets"]]
+        data["scenarios"] = [ScenarioInfo(**s) for s in data["scenarios"]]
+        data["results"] = [CaseResult.from_dict(r) for r in data["results"]]
+        return cls(**data)

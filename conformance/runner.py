@@ -1,0 +1,198 @@
+"""The runner: scenarios × targets → a ``RunResult``.
+
+For each target it starts the server, then plays the cases that can share it
+concurrently (``jobs`` at a time; every case uses its own run-unique names, so
+cases never see each other's jobs).  Cases that need server options get their
+own instance per option set; cases that restart or kill the server, or say
+``exclusive``, run alone.  After every case the runner checks that the server
+is still alive: if it died, the case is an ERROR with the server's last log
+lines, and the server is restarted for the next case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import os
+import secrets
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from conformance.baselines import BASELINE_DIR, Baseline, baseline_for, check_ids, judge
+from conformance.coverage import coverage
+from conformance.engine import run_scenario
+from conformance.results import CaseResult, RunResult, ScenarioInfo, TargetInfo, Verdict
+from conformance.scenario import Scenario
+from conformance.targets import Target, TargetError, parse_target
+from reference_server import __version__
+
+
+@dataclass
+class RunOptions:
+    jobs: int = (os.cpu_count() or 2) * 4
+    timeout_factor: float = 1.0
+    strict: bool = False
+    select: list[str] = field(default_factory=list)  # id globs; empty: all
+    exclude: list[str] = field(default_factory=list)
+    baseline_dir: str | None = None
+
+
+def select(scenarios: list[Scenario], include: list[str], exclude: list[str]) -> list[Scenario]:
+    chosen = [s for s in scenarios
+              if (not include or any(fnmatch.fnmatchcase(s.id, g) for g in include))
+              and not any(fnmatch.fnmatchcase(s.id, g) for g in exclude)]
+    return chosen
+
+
+def baseline_name(spec: str) -> str:
+    """The baseline file a target spec uses: its kind (``tcp://…`` → ``tcp``)."""
+    return spec.split("://", 1)[0] if "://" in spec else spec.split(":", 1)[0]
+
+
+Progress = Callable[[str, int, int, int], None]  # target, done, total, unexpected
+
+
+def terminal_progress(target: str, done: int, total: int, unexpected: int) -> None:
+    if sys.stderr.isatty():
+        end = "\n" if done == total else ""
+        print(f"\r{target}: {done}/{total} cases, {unexpected} unexpected", end=end,
+              file=sys.stderr, flush=True)
+
+
+class _TargetRun:
+    """All cases against one target spec."""
+
+    def __init__(self, spec: str, options: list[str], scenarios: list[Scenario],
+                 run_options: RunOptions, baseline: Baseline, run_id: str,
+                 progress: Progress | None) -> None:
+        self.spec = spec
+        self.options = options
+        self.scenarios = scenarios
+        self.run_options = run_options
+        self.baseline = baseline
+        self.run_id = run_id
+        self.progress = progress
+        self.results: list[CaseResult] = []
+        self.index = {s.id: i for i, s in enumerate(scenarios)}
+
+    def _record(self, result: CaseResult) -> None:
+        judge(result, self.baseline, strict=self.run_options.strict)
+        self.results.append(result)
+        if self.progress is not None:
+            self.progress(self.spec, len(self.results), len(self.scenarios),
+                          sum(not r.expected for r in self.results))
+
+    async def run(self) -> TargetInfo:
+        main = parse_target(self.spec, self.options)
+        await asyncio.to_thread(main.start)
+        info = TargetInfo(self.spec, main.name, await asyncio.to_thread(main.version),
+                          list(self.options))
+        try:
+            shared, exclusive = [], []
+            by_options: dict[tuple[str, ...], list[Scenario]] = defaultdict(list)
+            for scenario in self.scenarios:
+                missing = scenario.needs - main.capabilities
+                if missing:
+                    self._record(CaseResult(scenario.id, self.spec, Verdict.UNSUPPORTED,
+                                            f"{self.spec} lacks {', '.join(sorted(missing))}"))
+                elif scenario.exclusive or "restart" in scenario.needs:
+                    exclusive.append(scenario)
+                elif scenario.server_options:
+                    by_options[tuple(scenario.server_options)].append(scenario)
+                else:
+                    shared.append(scenario)
+            await self._play_all(main, shared)
+            for scenario in exclusive:
+                await self._play_all(main, [scenario])
+        finally:
+            await asyncio.to_thread(main.stop)
+        for extra, cases in by_options.items():
+            target = parse_target(self.spec, [*self.options, *extra])
+            try:
+                await asyncio.to_thread(target.start)
+            except TargetError as error:
+                for scenario in cases:
+                    self._record(CaseResult(scenario.id, self.spec, Verdict.ERROR,
+                                            f"could not start with {' '.join(extra)}: {error}"))
+                continue
+            try:
+                await self._play_all(target, cases)
+            finally:
+                await asyncio.to_thread(target.stop)
+        return info
+
+    async def _play_all(self, target: Target, scenarios: list[Scenario]) -> None:
+        limit = asyncio.Semaphore(max(1, self.run_options.jobs))
+        restart_lock = asyncio.Lock()
+
+        async def one(scenario: Scenario) -> None:
+            async with limit:
+                result = await self._play(target, scenario)
+                if not target.alive():
+                    async with restart_lock:
+                        if not target.alive():
+                            result.verdict = Verdict.ERROR
+                            result.message = (f"the server died during the case"
+                                              f"{'; ' + result.message if result.message else ''}")
+                            result.log = target.log_text().splitlines()[-20:]
+                            await asyncio.to_thread(target.restart)
+                self._record(result)
+
+        await asyncio.gather(*(one(s) for s in scenarios))
+
+    async def _play(self, target: Target, scenario: Scenario) -> CaseResult:
+        log_before = len(target.log_text().splitlines())
+        tag = f"g{self.run_id}{self.index[scenario.id]:x}_"
+
+        async def control(action: str) -> None:
+            if action == "kill":
+                await asyncio.to_thread(target.kill)
+            else:
+                await asyncio.to_thread(target.restart)
+
+        started = time.monotonic()
+        try:
+            outcome = await run_scenario(
+                scenario, target.address, tag=tag, timeout_factor=self.run_options.timeout_factor,
+                has_echo="echo" in target.capabilities, target_control=control)
+        except Exception as error:  # a harness bug must not stop the run
+            return CaseResult(scenario.id, self.spec, Verdict.ERROR,
+                              f"harness error: {type(error).__name__}: {error}",
+                              duration=time.monotonic() - started)
+        log = target.log_text().splitlines()[log_before:][-50:]
+        return CaseResult(scenario.id, self.spec, outcome.verdict, outcome.message, outcome.step,
+                          round(time.monotonic() - started, 4), outcome.entries, log)
+
+
+async def run(scenarios: list[Scenario], targets: list[tuple[str, list[str]]],
+              options: RunOptions, progress: Progress | None = None,
+              catalog_ids: set[str] | None = None) -> RunResult:
+    """Play ``scenarios`` against every target; targets one after another.
+    ``catalog_ids`` (all ids, when ``scenarios`` is a selection) lets baselines be
+    checked for entries that name no scenario at all."""
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    run_id = secrets.token_hex(2)
+    result = RunResult(started=started, gearspec_version=__version__,
+                       options={"jobs": options.jobs, "timeout_factor": options.timeout_factor,
+                                "strict": options.strict, "select": options.select,
+                                "exclude": options.exclude, "run_id": run_id})
+    result.scenarios = [ScenarioInfo(s.id, s.title, s.level, s.source, s.requirement,
+                                     s.sections, s.file, s.line) for s in scenarios]
+    result.coverage = coverage(scenarios)
+    known = catalog_ids or {s.id for s in scenarios}
+    directory = Path(options.baseline_dir) if options.baseline_dir else BASELINE_DIR
+    for spec, target_options in targets:
+        baseline = baseline_for(baseline_name(spec), directory)
+        check_ids(baseline, known)
+        target_run = _TargetRun(spec, target_options, scenarios, options, baseline, run_id,
+                                progress)
+        result.targets.append(await target_run.run())
+        order = {s.id: i for i, s in enumerate(scenarios)}
+        result.results.extend(sorted(target_run.results, key=lambda r: order[r.scenario]))
+    result.finished = datetime.now(UTC).isoformat(timespec="seconds")
+    return result
