@@ -449,6 +449,8 @@ class Loader:
             key = main[0]
             key_node = node
             args = spec[key]
+            if isinstance(args, yaml.ScalarNode) and args.tag == "tag:yaml.org,2002:null":
+                args = None  # "c expect NOOP:" with modifiers below it
             mods = {k: v for k, v in spec.items() if k in MODIFIERS}
         if key.startswith("sleep"):
             return self._sleep(key, args, node, where, line)

@@ -88,13 +88,14 @@ def status_round_trip(host: str, port: int, timeout: float = 1.0) -> bool:
 def wait_ready(host: str, port: int, deadline: float,
                process: subprocess.Popen[bytes] | None = None,
                probe: Callable[[str, int], bool] = echo_round_trip) -> None:
+    started = time.monotonic()
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise TargetError(f"server exited with status {process.returncode} before answering")
         if probe(host, port):
             return
         time.sleep(0.02)
-    raise TargetError(f"no answer from {host}:{port} within {READY_TIMEOUT:.0f} s")
+    raise TargetError(f"no answer from {host}:{port} within {deadline - started:.0f} s")
 
 
 @dataclass
@@ -106,6 +107,7 @@ class Target:
     host: str = "127.0.0.1"
     port: int = 0
     capabilities: frozenset[str] = frozenset({"grab_job_uniq"})
+    ready_timeout: float = READY_TIMEOUT
 
     @property
     def address(self) -> tuple[str, int]:
@@ -120,7 +122,11 @@ class Target:
         return echo_round_trip(host, port)
 
     def start(self) -> None:
-        wait_ready(self.host, self.port, time.monotonic() + READY_TIMEOUT, probe=self.probe)
+        try:
+            wait_ready(self.host, self.port, time.monotonic() + self.ready_timeout,
+                       probe=self.probe)
+        except TargetError as error:
+            raise TargetError(f"{self.name}: {error}") from None
 
     def stop(self) -> None:
         return None
@@ -340,6 +346,6 @@ def parse_target(spec: str, options: list[str] | None = None) -> Target:
         except ValueError as error:
             raise TargetError(str(error)) from None
         return Target(name=spec, host=host, port=port,
-                      capabilities=frozenset({"grab_job_uniq", "echo"}))
+                      capabilities=frozenset({"grab_job_uniq", "echo"}), ready_timeout=3.0)
     raise TargetError(f"unknown target {spec!r} (known: ref, gearmand, perl, gear, "
                       "tcp://HOST:PORT)")
