@@ -2,7 +2,8 @@
 # machine: the Debian packages of the real Gearman peers, a virtualenv, and the
 # package with its test extras.
 #
-#   make report   the main job (today: start the reference server and run the examples)
+#   make report   the main job: the conformance catalog against the reference server (and
+#                 real gearmand), rendered to reports/latest/index.html
 #   make test     lint and the whole test suite (this is what CI runs)
 #   make bench    the benchmark: reference server vs /usr/sbin/gearmand, same load, same run
 #   make fuzz     longer hypothesis runs than CI's fixed-seed ones
@@ -13,7 +14,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 # Real Gearman peers the tests talk to (gearmand, the libgearman CLIs, PHP and Perl clients).
 APT_PACKAGES := gearman-job-server gearman-tools gearman-server php-cli php-gearman \
-                libgearman-client-perl
+                libgearman-client-perl chromium
 
 .PHONY: all setup apt venv test lint report bench fuzz clean
 
@@ -46,12 +47,17 @@ lint: venv
 test: setup lint
 	$(BIN)/pytest -n auto -p no:cacheprovider
 
+# The whole catalog against the reference server, and against real gearmand when it
+# is installed; writes reports/latest/{run.json,junit.xml,index.html}.
+LATEST  := reports/latest
 report: setup
-	$(BIN)/python examples/run_examples.py --target ref
+	$(BIN)/gearspec run --target ref $$(test -x /usr/sbin/gearmand && echo --target gearmand) \
+	    --json $(LATEST)/run.json --junit $(LATEST)/junit.xml --report $(LATEST) \
+	    $$(test -f $(LATEST)/bench.json && echo --bench $(LATEST)/bench.json)
 
 bench: setup
 	$(BIN)/gearspec bench --target ref --target gearmand --target perl --target gear \
-	    --jobs 100000 --repeat 3 --idle-connections 10000
+	    --jobs 100000 --repeat 3 --idle-connections 10000 --json $(LATEST)/bench.json
 
 fuzz: setup
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider tests/test_codec_properties.py

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from conformance.targets import Target, TargetError, parse_target
 from reference_server.loadgen import LoadResult, run_load
@@ -160,6 +162,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=1, help="runs per mode; the median counts")
     parser.add_argument("--idle-connections", type=int, default=0,
                         help="also measure the memory cost of this many idle connections")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the figures here (gearspec report --bench charts them)")
     return parser
 
 
@@ -197,4 +201,11 @@ def main(argv: list[str] | None = None, prog: str = "gearspec bench") -> int:
     print(f"{args.workers} workers, {args.clients} clients pipelining {args.pipeline}, "
           f"{args.jobs:,} jobs per run, median of {args.repeat}")
     print(_format(figures, "gearmand" if "gearmand" in specs else None))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "jobs": args.jobs, "workers": args.workers, "clients": args.clients,
+            "pipeline": args.pipeline, "repeat": args.repeat,
+            "targets": [asdict(f) for f in figures]}, indent=1))
+        print(f"figures: {args.json}")
     return 0

@@ -4,10 +4,11 @@
     gearspec run --target gearmand --target ref
     gearspec run --target tcp://10.0.0.5:4730 --select 'submit/*'
 
-Writes the run JSON (default ``reports/latest/run.json``), prints a summary
-per target and every unexpected result, and exits 1 if there was any (a
-FAIL or ERROR not in the target's baseline, a baselined case that passes, or
-with ``--strict`` a NON-STRICT).  A bad scenario file, an unknown or
+This module parses the command line and drives the runner; the ``gearspec``
+command (gearspec/cli.py) then writes the run JSON, prints the summary and
+renders what was asked for.  Exit status: 1 if there was any unexpected
+result (a FAIL or ERROR not in the target's baseline, a baselined case that
+passes, or with ``--strict`` a NON-STRICT); a bad scenario file, an unknown or
 unreachable target, or a bad option: one line, exit 2.
 """
 
@@ -15,13 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from pathlib import Path
 
-from tabulate import tabulate
-
-from conformance.coverage import summary_lines
-from conformance.results import RunResult, Verdict
+from conformance.results import RunResult
 from conformance.runner import RunOptions, run, select, terminal_progress
 from conformance.scenario import SCENARIO_DIR, ScenarioError, load_catalog
 from conformance.targets import TargetError, parse_target
@@ -57,63 +54,42 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     add("--list", action="store_true", help="list the selected case ids and exit")
     add("--format", choices=["plain", "github", "markdown"], default="plain",
         help="table style of the summary")
+    add("--report", type=Path, default=None, metavar="DIR",
+        help="also render the HTML report into DIR")
+    add("--junit", type=Path, default=None, metavar="FILE", help="also write JUnit XML")
+    add("--bench", type=Path, default=None, metavar="FILE",
+        help="gearspec bench --json figures to chart in the HTML report")
     return parser
 
 
-def summary(result: RunResult, table_format: str = "plain") -> str:
-    fmt = {"plain": "simple", "github": "github", "markdown": "pipe"}[table_format]
-    rows = []
-    for target in result.targets:
-        mine = [r for r in result.results if r.target == target.name]
-        counts = [sum(r.verdict is v for r in mine) for v in Verdict]
-        rows.append([target.name, target.version or "?", *counts,
-                     sum(r.baseline is not None for r in mine),
-                     sum(not r.expected for r in mine)])
-    headers = ["target", "version", *[v.value for v in Verdict], "baselined", "unexpected"]
-    lines = [tabulate(rows, headers, tablefmt=fmt)]
-    unexpected = result.unexpected
-    if unexpected:
-        lines.append("")
-        lines.append(tabulate(
-            [[r.target, r.scenario, r.verdict.value, r.message[:160]] for r in unexpected],
-            ["target", "case", "verdict", "why"], tablefmt=fmt))
-    lines.append("")
-    lines.extend(f"coverage: {line}" for line in summary_lines(result.coverage))
-    return "\n".join(lines)
+def execute(argv: list[str], prog: str = "gearspec run") -> tuple[RunResult, argparse.Namespace]:
+    """Parse the command line and play the selection.  Raises ``UsageError``,
+    ``ScenarioError`` or ``TargetError`` (each a one-line message) for bad input."""
+    args = build_parser(prog).parse_args(argv)
+    if args.jobs < 1 or args.timeout_factor <= 0:
+        raise UsageError("--jobs and --timeout-factor must be positive")
+    catalog = load_catalog(args.scenarios)
+    chosen = select(catalog, args.select, args.exclude)
+    if not chosen:
+        raise UsageError("no scenario matches the selection")
+    args.chosen = chosen
+    if args.list:
+        return RunResult(started="", scenarios=[]), args
+    extra: dict[str, list[str]] = {}
+    for item in args.target_option:
+        name, sep, option = item.partition("=")
+        if not sep:
+            raise UsageError(f"--target-option wants TARGET=OPTION, got {item!r}")
+        extra.setdefault(name, []).append(option)
+    specs = args.target or ["ref"]
+    for spec in specs:
+        parse_target(spec)  # unknown kinds fail here, before anything starts
+    options = RunOptions(jobs=args.jobs, timeout_factor=args.timeout_factor,
+                         strict=args.strict, select=args.select, exclude=args.exclude,
+                         baseline_dir=str(args.baselines) if args.baselines else None)
+    result = asyncio.run(run(chosen, [(s, extra.get(s, [])) for s in specs], options,
+                             terminal_progress, {s.id for s in catalog}))
+    return result, args
 
 
-def main(argv: list[str] | None = None, prog: str = "gearspec run") -> int:
-    try:
-        args = build_parser(prog).parse_args(argv)
-        if args.jobs < 1 or args.timeout_factor <= 0:
-            raise UsageError("--jobs and --timeout-factor must be positive")
-        catalog = load_catalog(args.scenarios)
-        chosen = select(catalog, args.select, args.exclude)
-        if not chosen:
-            raise UsageError("no scenario matches the selection")
-        if args.list:
-            print("\n".join(s.id for s in chosen))
-            return 0
-        extra: dict[str, list[str]] = {}
-        for item in args.target_option:
-            name, sep, option = item.partition("=")
-            if not sep:
-                raise UsageError(f"--target-option wants TARGET=OPTION, got {item!r}")
-            extra.setdefault(name, []).append(option)
-        specs = args.target or ["ref"]
-        for spec in specs:
-            parse_target(spec)  # unknown kinds fail here, before anything starts
-        options = RunOptions(jobs=args.jobs, timeout_factor=args.timeout_factor,
-                             strict=args.strict, select=args.select, exclude=args.exclude,
-                             baseline_dir=str(args.baselines) if args.baselines else None)
-        result = asyncio.run(run(chosen, [(s, extra.get(s, [])) for s in specs], options,
-                                 terminal_progress, {s.id for s in catalog}))
-    except (UsageError, ScenarioError, TargetError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    result.write(args.json)
-    print(summary(result, args.format))
-    print(f"\nresults: {args.json}")
-    return 1 if result.unexpected else 0
+ERRORS = (UsageError, ScenarioError, TargetError)

@@ -90,6 +90,7 @@ class ScenarioInfo:
     sections: list[str]
     file: str
     line: int
+    steps: list[str] = field(default_factory=list)  # each step as written
 
 
 @dataclass

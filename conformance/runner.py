@@ -182,7 +182,8 @@ async def run(scenarios: list[Scenario], targets: list[tuple[str, list[str]]],
                                 "strict": options.strict, "select": options.select,
                                 "exclude": options.exclude, "run_id": run_id})
     result.scenarios = [ScenarioInfo(s.id, s.title, s.level, s.source, s.requirement,
-                                     s.sections, s.file, s.line) for s in scenarios]
+                                     s.sections, s.file, s.line, [t.source for t in s.steps])
+                        for s in scenarios]
     result.coverage = coverage(scenarios)
     known = catalog_ids or {s.id for s in scenarios}
     directory = Path(options.baseline_dir) if options.baseline_dir else BASELINE_DIR

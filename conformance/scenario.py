@@ -29,6 +29,7 @@ checked when the file loads, and an error names the file, line and field.
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +91,7 @@ class Step:
     line: int
     conn: str = ""
     note: str = ""
+    source: str = field(default="", compare=False, kw_only=True)  # as written, for reports
 
 
 @dataclass
@@ -362,7 +364,8 @@ class Loader:
 
     def load(self) -> list[Scenario]:
         try:
-            document = yaml.compose(self.path.read_text())
+            self.text = self.path.read_text()
+            document = yaml.compose(self.text)
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             line = mark.line + 1 if mark is not None else 0
@@ -410,8 +413,11 @@ class Loader:
         if "ignore" in spec:
             ignore = frozenset(self.packet_type(n, "ignore")
                                for n in read.sequence(spec["ignore"], "ignore"))
-        steps = [self.step(s, f"steps[{i}]") for i, s in
-                 enumerate(read.sequence(spec["steps"], "steps"))]
+        steps = []
+        for i, node_ in enumerate(read.sequence(spec["steps"], "steps")):
+            step = self.step(node_, f"steps[{i}]")
+            step.source = self.source(node_)
+            steps.append(step)
         if not steps:
             raise read.error(spec["steps"], "steps", "a case needs at least one step")
         return Scenario(
@@ -426,6 +432,11 @@ class Loader:
             exclusive=read.boolean(spec["exclusive"], "exclusive") if "exclusive" in spec
             else False,
             timeout=read.number(spec["timeout"], "timeout") if "timeout" in spec else None)
+
+    def source(self, node: yaml.Node) -> str:
+        """A node's text as written (indentation of its first line removed)."""
+        text = self.text[node.start_mark.index:node.end_mark.index].rstrip()
+        return textwrap.dedent(" " * node.start_mark.column + text).strip("\n")
 
     def packet_type(self, node: yaml.Node, where: str) -> PacketType:
         name = self.read.scalar(node, where)

@@ -18,9 +18,45 @@ def _serve(argv: list[str]) -> int:
 
 
 def _run(argv: list[str]) -> int:
-    from conformance.cli import main
+    from conformance.cli import ERRORS, execute
+    from reports.terminal import summary
 
-    return main(argv, prog="gearspec run")
+    prog = "gearspec run"
+    try:
+        result, args = execute(argv, prog)
+    except ERRORS as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    if args.list:
+        print("\n".join(s.id for s in args.chosen))
+        return 0
+    result.write(args.json)
+    print(summary(result, args.format))
+    print(f"\nresults: {args.json}")
+    if args.junit:
+        from reports.junit import write_junit
+
+        write_junit(result, args.junit)
+        print(f"junit: {args.junit}")
+    if args.report:
+        from reports.command import load_bench
+        from reports.html import render
+
+        try:
+            bench = load_bench(args.bench) if args.bench else None
+        except ValueError as error:
+            print(f"{prog}: error: {error}", file=sys.stderr)
+            return 2
+        print(f"report: {render(result, args.report, bench)}")
+    return 1 if result.unexpected else 0
+
+
+def _report(argv: list[str]) -> int:
+    from reports.command import main
+
+    return main(argv, prog="gearspec report")
 
 
 def _bench(argv: list[str]) -> int:
@@ -32,6 +68,7 @@ def _bench(argv: list[str]) -> int:
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "serve": (_serve, "run the reference job server (gearmand's options)"),
     "run": (_run, "play the conformance scenarios against servers"),
+    "report": (_report, "render a saved run as HTML, JUnit or tables; compare two runs"),
     "bench": (_bench, "load-test servers and compare them with gearmand"),
 }
 

@@ -1,0 +1,75 @@
+"""``gearspec report``: render a saved run (or compare two) without running anything.
+
+    gearspec report reports/latest/run.json [--out DIR] [--junit FILE] [--bench FILE]
+    gearspec report --compare OLD.json NEW.json [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tabulate import tabulate
+
+from conformance.results import RunResult
+from reports.compare import compare
+from reports.html import render, render_compare
+from reports.junit import write_junit
+from reports.terminal import FORMATS, summary
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ValueError(message)
+
+
+def load_run(path: Path) -> RunResult:
+    try:
+        return RunResult.from_json(path.read_text())
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a gearspec run file ({error})") from None
+
+
+def load_bench(path: Path) -> dict:  # type: ignore[type-arg]
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read bench results {path}: {error}") from None
+
+
+def main(argv: list[str], prog: str = "gearspec report") -> int:
+    parser = _Parser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", nargs="?", type=Path, help="a run JSON written by gearspec run")
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("OLD", "NEW"))
+    parser.add_argument("--out", type=Path, default=Path("reports/latest"))
+    parser.add_argument("--junit", type=Path, help="also write JUnit XML here")
+    parser.add_argument("--bench", type=Path, help="a gearspec bench --json file to chart")
+    parser.add_argument("--format", choices=list(FORMATS), default="plain")
+    try:
+        args = parser.parse_args(argv)
+        if args.compare:
+            old, new = (load_run(p) for p in args.compare)
+            changes = compare(old, new)
+            rows = [[c["kind"], c["target"], c["scenario"], c["old"] or "", c["new"] or ""]
+                    for c in changes]
+            print(tabulate(rows, ["change", "target", "scenario", "old", "new"],
+                           tablefmt=FORMATS[args.format]) if rows else "no differences")
+            print(f"\nreport: {render_compare(changes, old, new, args.out)}")
+            return 1 if any(c["kind"] == "new failure" for c in changes) else 0
+        if args.run is None:
+            raise ValueError("give a run JSON, or --compare OLD NEW")
+        run = load_run(args.run)
+        bench = load_bench(args.bench) if args.bench else None
+    except ValueError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    print(summary(run, args.format))
+    if args.junit:
+        write_junit(run, args.junit)
+        print(f"junit: {args.junit}")
+    print(f"report: {render(run, args.out, bench)}")
+    return 0

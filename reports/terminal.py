@@ -1,0 +1,35 @@
+"""Terminal tables: a summary per target and the unexpected results."""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from conformance.coverage import summary_lines
+from conformance.results import RunResult, Verdict
+
+FORMATS = {"plain": "simple", "github": "github", "markdown": "pipe"}
+
+
+def summary(result: RunResult, table_format: str = "plain") -> str:
+    fmt = FORMATS[table_format]
+    rows = []
+    for target in result.targets:
+        mine = [r for r in result.results if r.target == target.name]
+        counts = [sum(r.verdict is v for r in mine) for v in Verdict]
+        rows.append([target.name, target.version or "?", *counts,
+                     sum(r.baseline is not None for r in mine),
+                     sum(not r.expected for r in mine)])
+    headers = ["target", "version", *[v.value for v in Verdict], "baselined", "unexpected"]
+    lines = [tabulate(rows, headers, tablefmt=fmt)]
+    if result.unexpected:
+        lines += ["", tabulate([[r.target, r.scenario, r.verdict.value, _clip(r.message)]
+                                for r in result.unexpected],
+                               ["target", "case", "verdict", "why"], tablefmt=fmt)]
+    if result.coverage:
+        lines += ["", *(f"coverage: {line}" for line in summary_lines(result.coverage))]
+    return "\n".join(lines)
+
+
+def _clip(text: str, width: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
