@@ -477,7 +477,8 @@ class Loader:
         conn, verb, arg = match["conn"], match["verb"], match["arg"]
         if verb not in VERBS:
             raise read.error(key_node, where, f"unknown verb {verb!r} (verbs: {', '.join(VERBS)})")
-        note = read.scalar(mods["note"], f"{where}.note") if "note" in mods else ""
+        note = " ".join(read.scalar(mods["note"], f"{where}.note").split()) if "note" in mods \
+            else ""
         within = read.number(mods["within"], f"{where}.within") if "within" in mods else None
         if "magic" in mods and verb != "send":
             raise read.error(mods["magic"], f"{where}.magic", "only a send has a magic")
@@ -571,7 +572,8 @@ class Loader:
                                      f"steps on {conn}")
             alternatives.append(Alternative(
                 alt.start_mark.line + 1, verdict,
-                read.scalar(spec["note"], f"{where}[{i}].note") if "note" in spec else "",
+                " ".join(read.scalar(spec["note"], f"{where}[{i}].note").split())
+                if "note" in spec else "",
                 steps))
         if not alternatives:
             raise read.error(args, where, "expect-one-of needs alternatives")
