@@ -377,11 +377,11 @@ def _ignorable(ctx: Context, event: Incoming, wanted: PacketType | None = None) 
 
 async def _next_relevant(ctx: Context, wire: Wire, deadline: float, what: str,
                          wanted: PacketType | None = None) -> Incoming:
+    waited = max(deadline - time.monotonic(), 0.0)
     while True:
         event = await wire.next(deadline)
         if event is None:
-            raise StepFailed(f"nothing arrived within {ctx.timeout(None):.1f} s while "
-                             f"waiting for {what}")
+            raise StepFailed(f"nothing arrived within {waited:.1f} s while waiting for {what}")
         if _ignorable(ctx, event, wanted):
             wire.take()
             continue
@@ -398,6 +398,8 @@ async def _read_list(ctx: Context, wire: Wire, deadline: float) -> list[bytes]:
             raise StepFailed(f"expected a row of an admin list, got {describe(event)}")
         if event.raw == b".\n":
             return rows
+        if not rows and event.line.startswith(b"ERR"):
+            raise StepFailed(f"expected an admin list, got {describe(event)}")
         rows.append(event.raw)
 
 

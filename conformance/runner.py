@@ -132,6 +132,10 @@ class _TargetRun:
 
         async def one(scenario: Scenario) -> None:
             async with limit:
+                if not target.alive():  # died after the previous case was judged
+                    async with restart_lock:
+                        if not target.alive():
+                            await asyncio.to_thread(target.restart)
                 result = await self._play(target, scenario)
                 if not target.alive():
                     async with restart_lock:

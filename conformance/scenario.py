@@ -608,9 +608,11 @@ class Loader:
                 else None
             payload = read.value(spec["payload"], f"{where}.payload") if "payload" in spec \
                 else Value("")
-            if magic.raw is None and len(magic.text.encode("latin-1", "replace")) != 4:
+            magic_bytes = magic.raw if magic.raw is not None else \
+                magic.text.encode("latin-1", "replace") * magic.times
+            if len(magic_bytes) != 4:
                 raise read.error(spec["magic"], f"{where}.magic", "a magic is 4 bytes")
-            return SendRaw(line, conn, note, magic=magic.text.encode("latin-1"),
+            return SendRaw(line, conn, note, magic=magic_bytes,
                            packet_type=packet_type, length=length, payload=payload)
         return SendRaw(line, conn, note, data=read.value(args, where))
 

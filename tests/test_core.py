@@ -954,3 +954,11 @@ class TestTimerHousekeeping:
             sim.send("w", T.WORK_COMPLETE, handle, b"")
         assert len(sim.server._timers) < 2100
         assert sim.server.next_deadline() is None
+
+
+def test_admin_prints_function_names_up_to_a_nul() -> None:
+    # gearmand prints names with printf, so a CAN_DO name holding a NUL stops there.
+    sim = Sim()
+    sim.send("w", T.CAN_DO, b"fn\0junk")
+    assert sim.admin(b"status\n") == b"fn\t0\t0\t1\n.\n"
+    assert sim.admin(b"workers\n").split(b"\n")[0].endswith(b" : fn")

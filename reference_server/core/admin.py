@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from reference_server.core.compat import CloseConnection, c_atoi
+from reference_server.core.compat import CloseConnection, c_atoi, c_string
 from reference_server.core.model import Connection, Priority
 from reference_server.protocol import TextLine
 
@@ -52,9 +52,11 @@ def run(server: JobServer, conn: Connection, line: TextLine) -> None:
 
 def _workers(server: JobServer, conn: Connection, tokens: list[bytes]) -> bytes:
     # "FD IP CLIENT_ID : FUNCTION ..." for every connection, admin ones included.
+    # Names are printed as C strings, as gearmand does: a CAN_DO name with a NUL in
+    # it shows up to the NUL.
     rows = []
     for peer in server.connections.values():
-        functions = b"".join(b" " + r.function.name for r in peer.registrations)
+        functions = b"".join(b" " + c_string(r.function.name) for r in peer.registrations)
         rows.append(b"%d %s %s :%s\n" % (peer.label, peer.host.encode(), peer.client_id, functions))
     rows.append(b".\n")
     return b"".join(rows)
@@ -62,7 +64,7 @@ def _workers(server: JobServer, conn: Connection, tokens: list[bytes]) -> bytes:
 
 def _status(server: JobServer, conn: Connection, tokens: list[bytes]) -> bytes:
     # "FUNCTION\tTOTAL\tRUNNING\tAVAILABLE_WORKERS"; functions stay listed until dropped.
-    rows = [b"%s\t%d\t%d\t%d\n" % (f.name, f.total, f.running, len(f.workers))
+    rows = [b"%s\t%d\t%d\t%d\n" % (c_string(f.name), f.total, f.running, len(f.workers))
             for f in server.functions.values()]
     rows.append(b".\n")
     return b"".join(rows)
@@ -70,7 +72,7 @@ def _status(server: JobServer, conn: Connection, tokens: list[bytes]) -> bytes:
 
 def _prioritystatus(server: JobServer, conn: Connection, tokens: list[bytes]) -> bytes:
     # "FUNCTION\tHIGH\tNORMAL\tLOW\tWORKERS": queued jobs per priority (gearmand >= 1.1.15).
-    rows = [b"%s\t%d\t%d\t%d\t%d\n" % (f.name, len(f.queues[Priority.HIGH]),
+    rows = [b"%s\t%d\t%d\t%d\t%d\n" % (c_string(f.name), len(f.queues[Priority.HIGH]),
                                         len(f.queues[Priority.NORMAL]),
                                         len(f.queues[Priority.LOW]), len(f.workers))
             for f in server.functions.values()]
