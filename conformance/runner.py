@@ -4,9 +4,10 @@ For each target it starts the server, then plays the cases that can share it
 concurrently (``jobs`` at a time; every case uses its own run-unique names, so
 cases never see each other's jobs).  Cases that need server options get their
 own instance per option set; cases that restart or kill the server, or say
-``exclusive``, run alone.  After every case the runner checks that the server
-is still alive: if it died, the case is an ERROR with the server's last log
-lines, and the server is restarted for the next case.
+``exclusive``, run alone; a case that says ``fresh`` gets a server of its own.
+After every case the runner checks that the server is still alive: if it
+died, the case is an ERROR with the server's last log lines, and the server
+is restarted for the next case.
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ class _TargetRun:
                 if missing:
                     self._record(CaseResult(scenario.id, self.spec, Verdict.UNSUPPORTED,
                                             f"{self.spec} lacks {', '.join(sorted(missing))}"))
+                elif scenario.fresh:
+                    by_options[("--gearspec-fresh", scenario.id,
+                                *scenario.server_options)].append(scenario)
                 elif scenario.exclusive or "restart" in scenario.needs:
                     exclusive.append(scenario)
                 elif scenario.server_options:
@@ -111,14 +115,15 @@ class _TargetRun:
                 await self._play_all(main, [scenario])
         finally:
             await asyncio.to_thread(main.stop)
-        for extra, cases in by_options.items():
+        for key, cases in by_options.items():
+            extra = list(key[2:]) if key[:1] == ("--gearspec-fresh",) else list(key)
             target = parse_target(self.spec, [*self.options, *extra])
             try:
                 await asyncio.to_thread(target.start)
             except TargetError as error:
                 for scenario in cases:
                     self._record(CaseResult(scenario.id, self.spec, Verdict.ERROR,
-                                            f"could not start with {' '.join(extra)}: {error}"))
+                                            f"could not start with {extra}: {error}"))
                 continue
             try:
                 await self._play_all(target, cases)

@@ -211,6 +211,7 @@ class Scenario:
     server_options: list[str] = field(default_factory=list)
     ignore: frozenset[PacketType] = frozenset({PacketType.NOOP})
     exclusive: bool = False  # needs the target alone (restarts, timing)
+    fresh: bool = False  # needs a server of its own, started for it (shared names)
     timeout: float | None = None  # default per-step timeout override
 
     @property
@@ -219,7 +220,7 @@ class Scenario:
         needs = set()
         if self.server_options:
             needs.add("server_options")
-        if any(isinstance(s, TargetAction) for s in self.steps):
+        if self.fresh or any(isinstance(s, TargetAction) for s in self.steps):
             needs.add("restart")
         return needs
 
@@ -396,7 +397,7 @@ class Loader:
         read = self.read
         spec = {**defaults, **read.mapping(node, "scenario")}
         known = {"case", "title", "level", "source", "requirement", "sections", "steps",
-                 "server-options", "ignore", "exclusive", "timeout"}
+                 "server-options", "ignore", "exclusive", "fresh", "timeout"}
         for name, value in spec.items():
             if name not in known:
                 raise read.error(value, name, f"unknown key (known: {', '.join(sorted(known))})")
@@ -431,6 +432,7 @@ class Loader:
             ignore=ignore,
             exclusive=read.boolean(spec["exclusive"], "exclusive") if "exclusive" in spec
             else False,
+            fresh=read.boolean(spec["fresh"], "fresh") if "fresh" in spec else False,
             timeout=read.number(spec["timeout"], "timeout") if "timeout" in spec else None)
 
     def source(self, node: yaml.Node) -> str:

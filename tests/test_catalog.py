@@ -27,8 +27,8 @@ from tests.conftest import require_gearmand
 CATALOG = load_catalog()
 
 
-def play(target: str) -> RunResult:
-    return asyncio.run(run(CATALOG, [(target, [])], RunOptions()))
+def play(target: str, jobs: int = RunOptions().jobs) -> RunResult:
+    return asyncio.run(run(CATALOG, [(target, [])], RunOptions(jobs=jobs)))
 
 
 def explain(result: RunResult) -> str:
@@ -65,8 +65,10 @@ def test_other_servers_run_to_the_end(target: str) -> None:
     if target == "gear" and shutil.which("geard", path=os.path.dirname(sys.executable)
                                          + os.pathsep + os.environ["PATH"]) is None:
         pytest.skip("geard is not installed: pip install gear (`make test` does it)")
-    result = play(target)
-    errors = [r for r in result.results if r.verdict is Verdict.ERROR]
+    # geard ignores many requests, so its cases often wait out their timeouts: more at
+    # once keeps the run short.
+    result = play(target, jobs=32)
+    errors = [r for r in result.results if r.verdict is Verdict.ERROR and r.baseline is None]
     assert errors == [], "\n".join(f"{r.scenario}: {r.message}" for r in errors)
     assert result.unexpected == [], explain(result)
     # The differences are real: the suite tells these servers apart from gearmand.

@@ -962,3 +962,14 @@ def test_admin_prints_function_names_up_to_a_nul() -> None:
     sim.send("w", T.CAN_DO, b"fn\0junk")
     assert sim.admin(b"status\n") == b"fn\t0\t0\t1\n.\n"
     assert sim.admin(b"workers\n").split(b"\n")[0].endswith(b" : fn")
+
+
+def test_eleven_character_denominator_is_read_from_ten() -> None:
+    # gearmand copies the denominator into an 11-byte buffer (10 characters + NUL).
+    sim = Sim()
+    handle = sim.submit("c")
+    sim.send("w", T.CAN_DO, b"f")
+    sim.grab("w")
+    sim.send("w", T.WORK_STATUS, handle, b"1", b"12345678901")
+    sim.send("x", T.GET_STATUS, handle)
+    assert sim.take("x")[0].args[4] == b"1234567890"

@@ -438,10 +438,13 @@ class JobServer:
         if job is None:
             self._error(conn, ErrorCode.JOB_NOT_FOUND_RESULT)
             return
-        if len(c_string(args[2])) > DENOMINATOR_TEXT_MAX:
+        denominator = c_string(args[2])
+        if len(denominator) > DENOMINATOR_TEXT_MAX:
             raise CloseConnection
         job.numerator = c_uint32(args[1])
-        job.denominator = c_uint32(args[2])
+        # gearmand copies it into that buffer first (snprintf keeps 10 characters and
+        # the NUL), so an 11-character denominator is read from its first 10.
+        job.denominator = c_uint32(denominator[:DENOMINATOR_TEXT_MAX - 1])
         self._forward(job, response(T.WORK_STATUS, *args))
 
     def _on_work_complete(self, conn: Connection, args: tuple[bytes, ...]) -> None:
