@@ -53,6 +53,7 @@ def select(scenarios: list[Scenario], include: list[str], exclude: list[str]) ->
 def baseline_name(spec: str) -> str:
     """The baseline file a target spec uses: its kind (``tcp://…`` → ``tcp``)."""
     return spec.split("://", 1)[0] if "://" in spec else spec.split(":", 1)[0]
+    # (so exec:... uses baselines/exec.yaml, tcp://... uses baselines/tcp.yaml)
 
 
 Progress = Callable[[str, int, int, int], None]  # target, done, total, unexpected

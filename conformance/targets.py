@@ -9,6 +9,8 @@ to account CPU to, and how to stop it.  Kinds so far:
   is the Perl server: the full path matters);
 * ``perl``: Debian's Perl Gearman::Server (package ``gearman-server``);
 * ``gear``: OpenStack's ``geard`` (PyPI ``gear``);
+* ``exec:COMMAND``: any server binary; ``{port}`` (and ``{host}``) in COMMAND are
+  replaced by where it must listen, e.g. ``exec:'/opt/bin/myserver -p {port}'``;
 * ``tcp://HOST:PORT``: a server someone else runs (no start, no stop).
 
 ``capabilities`` says what a kind can do that not every server can, e.g.
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -187,7 +191,8 @@ class ProcessTarget(Target):
         return self.workdir / "server.log"
 
     def start(self) -> None:
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"gearspec-{self.name}-"))
+        safe = re.sub(r"[^A-Za-z0-9]+", "-", self.name).strip("-")[:40]
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"gearspec-{safe}-"))
         self._launch(free_port(self.host))
 
     def _launch(self, port: int) -> None:
@@ -195,9 +200,12 @@ class ProcessTarget(Target):
         for attempt in range(3):  # a free port can be taken between probe and bind
             self.port = port if attempt == 0 else free_port(self.host)
             with open(self.workdir / "stdio.log", "ab") as stdio:
-                self.process = subprocess.Popen(
-                    self.command(self.port, self.workdir), stdin=subprocess.DEVNULL,
-                    stdout=stdio, stderr=subprocess.STDOUT, start_new_session=True)
+                try:
+                    self.process = subprocess.Popen(
+                        self.command(self.port, self.workdir), stdin=subprocess.DEVNULL,
+                        stdout=stdio, stderr=subprocess.STDOUT, start_new_session=True)
+                except OSError as error:
+                    raise TargetError(f"{self.name}: cannot start: {error}") from None
             try:
                 wait_ready(self.host, self.port, time.monotonic() + READY_TIMEOUT, self.process,
                            self.probe)
@@ -323,6 +331,23 @@ class GearTarget(ProcessTarget):
         return status_round_trip(host, port)  # geard never answers ECHO_REQ
 
 
+@dataclass
+class ExecTarget(ProcessTarget):
+    """Any server command; it must listen where ``{host}``/``{port}`` say."""
+
+    name: str = "exec"
+    template: str = ""
+    capabilities: frozenset[str] = frozenset({"grab_job_uniq", "echo", "restart"})
+
+    def command(self, port: int, workdir: Path) -> list[str]:
+        words = shlex.split(self.template.replace("{port}", str(port))
+                            .replace("{host}", self.host))
+        if not words or shutil.which(words[0]) is None:
+            raise TargetError(f"exec: {words[0] if words else 'empty command'!r} "
+                              "is not a program")
+        return [*words, *self.options]
+
+
 def gearmand_available() -> bool:
     return os.access(GEARMAND, os.X_OK)
 
@@ -338,6 +363,11 @@ def parse_target(spec: str, options: list[str] | None = None) -> Target:
         return PerlTarget(options=options)
     if spec == "gear":
         return GearTarget(options=options)
+    if spec.startswith("exec:"):
+        template = spec[len("exec:"):].strip()
+        if "{port}" not in template:
+            raise TargetError(f"{spec!r}: the command must say where to listen with {{port}}")
+        return ExecTarget(name=spec, options=options, template=template)
     if spec.startswith("tcp://"):
         from reference_server.client import parse_address
 
@@ -348,4 +378,4 @@ def parse_target(spec: str, options: list[str] | None = None) -> Target:
         return Target(name=spec, host=host, port=port,
                       capabilities=frozenset({"grab_job_uniq", "echo"}), ready_timeout=3.0)
     raise TargetError(f"unknown target {spec!r} (known: ref, gearmand, perl, gear, "
-                      "tcp://HOST:PORT)")
+                      "exec:'COMMAND with {port}', tcp://HOST:PORT)")

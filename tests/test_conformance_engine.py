@@ -360,3 +360,20 @@ def test_pytest_plugin_collects_scenarios(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     junit = (tmp_path / "j.xml").read_text()
     assert 'tests="2"' in junit and 'failures="0"' in junit
+
+
+def test_exec_target_runs_any_server_command(tmp_path: Path) -> None:
+    require_gearmand()
+    done = gearspec_run("--target", "exec:/usr/sbin/gearmand -L {host} -p {port} -l none",
+                        "--select", "submit/unique/*", "--json", str(tmp_path / "r.json"))
+    assert done.returncode in (0, 1), done.stderr
+    result = RunResult.from_json((tmp_path / "r.json").read_text())
+    assert result.targets[0].version == "1.1.20+ds"
+    assert {r.verdict for r in result.results} <= {Verdict.PASS, Verdict.FAIL}
+    assert sum(r.verdict is Verdict.PASS for r in result.results) > 10
+
+
+def test_exec_target_needs_a_port_placeholder() -> None:
+    done = gearspec_run("--target", "exec:/usr/sbin/gearmand")
+    assert done.returncode == 2
+    assert "must say where to listen with {port}" in done.stderr
