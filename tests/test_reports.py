@@ -183,3 +183,21 @@ def test_render_is_self_contained(real_run: tuple[Path, RunResult], tmp_path: Pa
     text = index.read_text()
     assert "<script src" not in text and "<link " not in text and "http://" not in text
     assert "https://" not in text
+
+
+def test_bench_chart_and_terminal_formats(real_run: tuple[Path, RunResult], tmp_path: Path
+                                          ) -> None:
+    from reports.terminal import summary
+
+    _, run = real_run
+    bench = {"targets": [
+        {"target": "ref", "modes": {"fg": {"jobs_per_second": 40000.0, "cpu_us_per_job": 24.0},
+                                    "bg": {"jobs_per_second": 60000.0, "cpu_us_per_job": 16.0}}},
+        {"target": "gearmand", "modes": {"fg": {"jobs_per_second": 39000.0,
+                                                "cpu_us_per_job": 27.0}}}]}
+    text = render(run, tmp_path / "b", bench).read_text()
+    assert text.count("<svg") >= 2 + len(run.targets)
+    assert "Throughput" in text and "40,000.0 jobs/s" in text and "27.0 µs" in text
+    github = summary(run, "github")
+    assert github.splitlines()[1].startswith("|") and "gearmand" in github
+    assert "| target" in summary(run, "markdown")
