@@ -24,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from conformance.durability import queue_options
 from conformance.targets import Target, TargetError, parse_target
 from reference_server.loadgen import LoadResult, run_load
 from reference_server.protocol import PacketType
@@ -155,6 +156,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--target-option", action="append", default=[], metavar="TARGET=OPTION",
                         help="extra server option, e.g. gearmand=-t0 (repeatable)")
     parser.add_argument("--mode", choices=["fg", "bg", "both"], default="both")
+    parser.add_argument("--queue", choices=["builtin", "sqlite", "postgres", "mysql", "redis"],
+                        default="builtin",
+                        help="persistent queue for every target (test services on 127.0.0.1)")
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--clients", type=int, default=4)
@@ -181,7 +185,7 @@ def main(argv: list[str] | None = None, prog: str = "gearspec bench") -> int:
     figures = []
     for spec in specs:
         try:
-            target = parse_target(spec, extra.get(spec))
+            target = parse_target(spec, [*queue_options(args.queue), *extra.get(spec, [])])
             target.start()
         except TargetError as error:
             print(f"{prog}: error: {error}", file=sys.stderr)

@@ -28,7 +28,7 @@ from conformance.baselines import BASELINE_DIR, Baseline, baseline_for, check_id
 from conformance.coverage import coverage
 from conformance.engine import run_scenario
 from conformance.results import CaseResult, RunResult, ScenarioInfo, TargetInfo, Verdict
-from conformance.scenario import Scenario
+from conformance.scenario import Scenario, TargetAction
 from conformance.targets import Target, TargetError, parse_target
 from reference_server import __version__
 
@@ -94,29 +94,24 @@ class _TargetRun:
         await asyncio.to_thread(main.start)
         info = TargetInfo(self.spec, main.name, await asyncio.to_thread(main.version),
                           list(self.options))
+        # Cases grouped by the server they need: the main one, one per set of server
+        # options, one per ``fresh`` case.
+        groups: dict[tuple[str, ...], list[Scenario]] = defaultdict(list)
+        for scenario in self.scenarios:
+            missing = scenario.needs - main.capabilities
+            if missing:
+                self._record(CaseResult(scenario.id, self.spec, Verdict.UNSUPPORTED,
+                                        f"{self.spec} lacks {', '.join(sorted(missing))}"))
+            elif scenario.fresh:
+                groups[("--gearspec-fresh", scenario.id, *scenario.server_options)].append(
+                    scenario)
+            else:
+                groups[tuple(scenario.server_options)].append(scenario)
         try:
-            shared, exclusive = [], []
-            by_options: dict[tuple[str, ...], list[Scenario]] = defaultdict(list)
-            for scenario in self.scenarios:
-                missing = scenario.needs - main.capabilities
-                if missing:
-                    self._record(CaseResult(scenario.id, self.spec, Verdict.UNSUPPORTED,
-                                            f"{self.spec} lacks {', '.join(sorted(missing))}"))
-                elif scenario.fresh:
-                    by_options[("--gearspec-fresh", scenario.id,
-                                *scenario.server_options)].append(scenario)
-                elif scenario.exclusive or "restart" in scenario.needs:
-                    exclusive.append(scenario)
-                elif scenario.server_options:
-                    by_options[tuple(scenario.server_options)].append(scenario)
-                else:
-                    shared.append(scenario)
-            await self._play_all(main, shared)
-            for scenario in exclusive:
-                await self._play_all(main, [scenario])
+            await self._play_group(main, groups.pop((), []))
         finally:
             await asyncio.to_thread(main.stop)
-        for key, cases in by_options.items():
+        for key, cases in groups.items():
             extra = list(key[2:]) if key[:1] == ("--gearspec-fresh",) else list(key)
             target = parse_target(self.spec, [*self.options, *extra])
             try:
@@ -127,10 +122,18 @@ class _TargetRun:
                                             f"could not start with {extra}: {error}"))
                 continue
             try:
-                await self._play_all(target, cases)
+                await self._play_group(target, cases)
             finally:
                 await asyncio.to_thread(target.stop)
         return info
+
+    async def _play_group(self, target: Target, scenarios: list[Scenario]) -> None:
+        """The cases that can share the server at once, then the others one by one."""
+        alone = [s for s in scenarios
+                 if s.exclusive or any(isinstance(t, TargetAction) for t in s.steps)]
+        await self._play_all(target, [s for s in scenarios if s not in alone])
+        for scenario in alone:
+            await self._play_all(target, [scenario])
 
     async def _play_all(self, target: Target, scenarios: list[Scenario]) -> None:
         limit = asyncio.Semaphore(max(1, self.run_options.jobs))

@@ -181,6 +181,12 @@ class ProcessTarget(Target):
     def command(self, port: int, workdir: Path) -> list[str]:
         raise NotImplementedError
 
+    def expanded_options(self, workdir: Path) -> list[str]:
+        """The options with ``{workdir}`` replaced by this target's own temporary
+        directory (for files such as a queue database: ``--libsqlite3-db
+        {workdir}/queue.db``); it lives as long as the target, across restarts."""
+        return [option.replace("{workdir}", str(workdir)) for option in self.options]
+
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
@@ -263,7 +269,7 @@ class RefTarget(ProcessTarget):
 
     def command(self, port: int, workdir: Path) -> list[str]:
         return [sys.executable, "-m", "reference_server", "-L", self.host, "-p", str(port),
-                "-l", str(workdir / "server.log"), *self.options]
+                "-l", str(workdir / "server.log"), *self.expanded_options(workdir)]
 
 
 @dataclass
@@ -276,7 +282,7 @@ class GearmandTarget(ProcessTarget):
             raise TargetError(f"{self.binary} is not installed "
                               "(apt-get install gearman-job-server)")
         return [self.binary, "-L", self.host, "-p", str(port), "-l", str(workdir / "server.log"),
-                "-P", str(workdir / "gearmand.pid"), *self.options]
+                "-P", str(workdir / "gearmand.pid"), *self.expanded_options(workdir)]
 
 
 @dataclass
@@ -288,7 +294,7 @@ class PerlTarget(ProcessTarget):
         if not os.path.exists(PERL_GEARMAND):
             raise TargetError(f"{PERL_GEARMAND} is not installed (apt-get install gearman-server)")
         return ["/usr/bin/perl", PERL_GEARMAND, "--port", str(port), "--listen", self.host,
-                *self.options]
+                *self.expanded_options(workdir)]
 
 
 _GEARD_LOGGING = """\
@@ -325,7 +331,7 @@ class GearTarget(ProcessTarget):
         config = workdir / "logging.ini"
         config.write_text(_GEARD_LOGGING)
         return [geard, "-d", "-p", str(port), "--listen-address", self.host,
-                "--log-config", str(config), *self.options]
+                "--log-config", str(config), *self.expanded_options(workdir)]
 
     def probe(self, host: str, port: int) -> bool:
         return status_round_trip(host, port)  # geard never answers ECHO_REQ
@@ -345,7 +351,7 @@ class ExecTarget(ProcessTarget):
         if not words or shutil.which(words[0]) is None:
             raise TargetError(f"exec: {words[0] if words else 'empty command'!r} "
                               "is not a program")
-        return [*words, *self.options]
+        return [*words, *self.expanded_options(workdir)]
 
 
 def gearmand_available() -> bool:

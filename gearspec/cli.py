@@ -59,6 +59,12 @@ def _report(argv: list[str]) -> int:
     return main(argv, prog="gearspec report")
 
 
+def _durability(argv: list[str]) -> int:
+    from conformance.durability import main
+
+    return main(argv, prog="gearspec durability")
+
+
 def _bench(argv: list[str]) -> int:
     from conformance.bench import main
 
@@ -70,6 +76,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "run": (_run, "play the conformance scenarios against servers"),
     "report": (_report, "render a saved run as HTML, JUnit or tables; compare two runs"),
     "bench": (_bench, "load-test servers and compare them with gearmand"),
+    "durability": (_durability, "kill servers during background jobs; count lost jobs"),
 }
 
 

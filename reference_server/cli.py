@@ -33,7 +33,7 @@ from pathlib import Path
 from reference_server import __version__
 from reference_server.core import GEARMAND_VERSION, VERBOSE_LEVELS, JobServer, ServerOptions
 from reference_server.net import Keepalive, Transport
-from reference_server.queues import QUEUE_TYPES
+from reference_server.queues import JobQueue, QueueError, queue_types
 
 DEFAULT_PORT = 4730
 DEFAULT_CONFIG_FILE = "/etc/gearmand.conf"
@@ -67,6 +67,7 @@ class ServeConfig:
     user: str | None = None
     file_descriptors: int | None = None
     queue_type: str = "builtin"
+    queue_options: dict[str, object] = field(default_factory=dict)
     syslog: bool = False
     coredump: bool = False
 
@@ -141,7 +142,24 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     add("--http-port", type=_port, default=8080, help="port for -r http")
     add("-R", "--round-robin", action="store_true",
         help="rotate a worker's functions after each job it takes")
-    add("-q", "--queue-type", default="builtin", help="persistent queue (builtin)")
+    add("-q", "--queue-type", default="builtin",
+        help="persistent queue: builtin (none), libsqlite3, postgres, mysql, redis")
+    add("--libsqlite3-db", help="libsqlite3: database file")
+    add("--libsqlite3-table", default="gearman_queue", help="libsqlite3: table")
+    add("--store-queue-on-shutdown", action="store_true",
+        help="libsqlite3: write pending jobs only when the server stops (as gearmand 1.1.20)")
+    add("--libpq-conninfo", default="", help="postgres: libpq connection string")
+    add("--libpq-table", default="queue", help="postgres: table")
+    add("--mysql-host", default="localhost")
+    add("--mysql-port", type=_port, default=3306)
+    add("--mysql-user", default="")
+    add("--mysql-password", default="")
+    add("--mysql-db", default="")
+    add("--mysql-table", default="gearman_queue")
+    add("--redis-server", default="127.0.0.1")
+    add("--redis-port", type=_port, default=6379)
+    add("--redis-password", default="")
+    add("--redis-prefix", default="_gear_")
     add("--config-file", help=f"file of further options (default {DEFAULT_CONFIG_FILE} if present)")
     add("--syslog", action="store_true", help="also log to syslog")
     add("--coredump", action="store_true", help="allow core dumps")
@@ -201,9 +219,24 @@ def parse(argv: list[str], prog: str = "gearspec serve") -> ServeConfig | None:
         print(f"gearspec reference server {__version__} (gearmand {GEARMAND_VERSION} protocol)")
         return None
     queue_type = ns.queue_type.lower()
-    if queue_type not in QUEUE_TYPES:
+    if queue_type not in queue_types():
         raise UsageError(f"unknown queue type {ns.queue_type!r} (available: "
-                         f"{', '.join(sorted(QUEUE_TYPES))})")
+                         f"{', '.join(queue_types())})")
+    queue_options: dict[str, object] = {}
+    if queue_type == "libsqlite3":
+        if not ns.libsqlite3_db:
+            raise UsageError("-q libsqlite3 needs --libsqlite3-db FILE")
+        queue_options = {"path": ns.libsqlite3_db, "table": ns.libsqlite3_table,
+                         "store_on_shutdown": ns.store_queue_on_shutdown}
+    elif queue_type == "postgres":
+        queue_options = {"conninfo": ns.libpq_conninfo, "table": ns.libpq_table}
+    elif queue_type == "mysql":
+        queue_options = {"host": ns.mysql_host, "port": ns.mysql_port, "user": ns.mysql_user,
+                         "password": ns.mysql_password, "db": ns.mysql_db,
+                         "table": ns.mysql_table}
+    elif queue_type == "redis":
+        queue_options = {"host": ns.redis_server, "port": ns.redis_port,
+                         "password": ns.redis_password, "prefix": ns.redis_prefix}
     if ns.protocol is not None:
         raise UsageError(f"protocol module {ns.protocol!r} is not available in this server")
     if ns.ssl:
@@ -227,7 +260,8 @@ def parse(argv: list[str], prog: str = "gearspec serve") -> ServeConfig | None:
         keepalive=Keepalive(ns.keepalive, ns.keepalive_idle, ns.keepalive_interval,
                             ns.keepalive_count),
         log_file=ns.log_file, pid_file=ns.pid_file, daemon=ns.daemon, user=ns.user,
-        file_descriptors=ns.file_descriptors, queue_type=queue_type, syslog=ns.syslog,
+        file_descriptors=ns.file_descriptors, queue_type=queue_type,
+        queue_options=queue_options, syslog=ns.syslog,
         coredump=ns.coredump)
     if ns.check_args:
         return None
@@ -313,14 +347,29 @@ def _daemonize() -> None:
         os.dup2(devnull, fd)
 
 
+def open_queue(config: ServeConfig) -> JobQueue:
+    """The persistent queue of ``-q``; a store that cannot be reached is one line, exit 2."""
+    try:
+        queue: JobQueue = queue_types()[config.queue_type](**config.queue_options)
+    except QueueError as error:
+        raise UsageError(f"-q {config.queue_type}: {error}") from None
+    except ImportError as error:
+        raise UsageError(f"-q {config.queue_type} needs the Python package {error.name!r} "
+                         "(pip install gearspec installs it)") from None
+    return queue
+
+
 async def serve(config: ServeConfig, on_hangup: Callable[[], None] | None = None) -> int:
     """Run until SIGTERM/SIGINT (or an allowed admin shutdown); SIGHUP calls
     ``on_hangup`` (reopening the log file)."""
-    queue = QUEUE_TYPES[config.queue_type]()
+    queue = open_queue(config)
     core = JobServer(config.options, queue=queue)
-    replayed = core.replay(queue.replay())
-    if replayed:
-        log.info("replayed %d jobs from the %s queue", replayed, queue.name)
+    try:
+        replayed = core.replay(queue.replay())
+        core.commit()
+    except QueueError as error:
+        raise UsageError(f"cannot replay the {queue.name} queue: {error}") from None
+    log.info("replayed %d jobs from the %s queue", replayed, queue.name)
     transport = Transport(core, keepalive=config.keepalive)
     try:
         addresses = await transport.listen(config.host, config.port, backlog=config.backlog)
@@ -338,6 +387,7 @@ async def serve(config: ServeConfig, on_hangup: Callable[[], None] | None = None
     await transport.stopped.wait()
     for server in transport.servers:
         await server.wait_closed()
+    queue.shutdown(core.stored_jobs())
     queue.close()
     log.info("stopped")
     return 0
@@ -372,7 +422,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m reference_server"
             return 0
         return _run(config)
     except UsageError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 0

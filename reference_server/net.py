@@ -1,9 +1,11 @@
 """The asyncio transport: sockets in and out of the sans-IO ``JobServer``.
 
 All protocol decisions are in ``core``; this module accepts connections,
-hands the core whatever bytes arrive, writes what ``drain()`` returns,
-closes what the core asks to close, and calls ``expire_timers`` when the core's
-next deadline comes.  A peer that does not read its replies stops being read
+hands the core whatever bytes arrive, and once per event-loop tick writes what
+``drain()`` returns (``drain`` first commits the persistent queue, so the
+tick's acknowledgements leave after their rows are stored), closes what the
+core asks to close, and calls ``expire_timers`` when the core's next deadline
+comes.  A peer that does not read its replies stops being read
 from (asyncio's write-buffer watermarks), so one slow peer cannot make the
 server buffer without bound.
 """
@@ -70,7 +72,7 @@ class _Peer(asyncio.Protocol):
             log.exception("internal error on connection %d; closing it", self.conn_id)
             if self.transport is not None:
                 self.transport.close()
-        self.owner.flush()
+        self.owner.schedule_flush()
 
     def eof_received(self) -> bool:
         return False  # close our side too, as gearmand does on EOF
@@ -78,7 +80,7 @@ class _Peer(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.owner.peers.pop(self.conn_id, None)
         self.owner.core.disconnect(self.conn_id)
-        self.owner.flush()
+        self.owner.schedule_flush()
         log.debug("connection %d closed%s", self.conn_id, f" ({exc})" if exc else "")
 
     def pause_writing(self) -> None:
@@ -101,6 +103,8 @@ class Transport:
         self.stopped = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._flush_pending = False
+        core.on_queue_error = lambda message: log.error("persistent queue: %s", message)
 
     async def listen(self, host: str | None, port: int, *,
                      backlog: int = 32) -> list[tuple[str, int]]:
@@ -111,7 +115,15 @@ class Transport:
         self.servers.append(server)
         return [sock.getsockname()[:2] for sock in server.sockets]
 
+    def schedule_flush(self) -> None:
+        """Flush once per event-loop tick, after every read of that tick: one queue
+        commit covers all of them (group commit) and each peer gets one write."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
     def flush(self) -> None:
+        self._flush_pending = False
         peers = self.peers
         for conn_id, data, close in self.core.drain():
             peer = peers.get(conn_id)

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import pytest
 
-from reference_server.core import Priority
+from reference_server.core import JobServer, Priority
 from reference_server.protocol import Magic, Packet, PacketType, encode, frame
-from reference_server.queues import QueueError, StoredJob
+from reference_server.queues import (
+    EMPTY_UNIQUE_MARKER,
+    BatchingQueue,
+    BuiltinQueue,
+    QueueError,
+    StoredJob,
+)
 from tests.sim import Sim
 
 T = PacketType
@@ -789,43 +795,128 @@ class TestMaxQueue:
             assert function.max_queue == limits, line
 
 
+class MemoryQueue(BatchingQueue):
+    """A durable queue in memory whose writes can be made to fail."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[tuple[bytes, bytes], StoredJob] = {}
+        self.fail = False
+        self.transactions = 0
+
+    def _write(self, ops: list) -> None:  # type: ignore[type-arg]
+        if self.fail:
+            raise QueueError("disk on fire")
+        self.transactions += 1
+        for kind, arg in ops:
+            if kind == "add":
+                self.rows[(arg.unique, arg.function)] = arg
+            else:
+                self.rows.pop(arg, None)
+
+    def _read(self) -> list[StoredJob]:
+        return list(self.rows.values())
+
+
+def durable_sim(**options: object) -> tuple[Sim, MemoryQueue]:
+    sim = Sim(**options)
+    queue = MemoryQueue()
+    sim.server = JobServer(sim.server.options, queue=queue, clock=lambda: sim.now)
+    return sim, queue
+
+
 class TestQueueInterface:
-    class Recorder:
-        name = "recorder"
-
-        def __init__(self, fail: bool = False) -> None:
-            self.rows: dict[tuple[bytes, bytes], StoredJob] = {}
-            self.fail = fail
-
-        def add(self, job: StoredJob) -> None:
-            if self.fail:
-                raise QueueError("disk full")
-            self.rows[(job.unique, job.function)] = job
-
-        def done(self, unique: bytes, function: bytes) -> None:
-            del self.rows[(unique, function)]
-
-        def replay(self) -> list[StoredJob]:
-            return list(self.rows.values())
-
-        def close(self) -> None:
-            pass
-
     def test_background_jobs_stored_until_done(self) -> None:
-        queue = self.Recorder()
-        sim = Sim()
-        sim.server.queue = queue
+        sim, queue = durable_sim()
         handle = sim.submit("c", unique=b"u", kind=T.SUBMIT_JOB_HIGH_BG)
         sim.submit("c")  # foreground: not stored
         assert list(queue.rows.values()) == [StoredJob(b"u", b"f", b"d", 0, 0)]
         sim.send("w", T.CAN_DO, b"f")
         sim.grab("w")
         sim.send("w", T.WORK_FAIL, handle)
+        sim.server.commit()
         assert queue.rows == {}
 
+    def test_group_commit_one_transaction_per_tick(self) -> None:
+        sim, queue = durable_sim()
+        for i in range(3):
+            sim.raw(f"c{i}", b"".join(encode(T.SUBMIT_JOB_BG, b"f", b"u%d-%d" % (i, n), b"")
+                                        for n in range(10)))
+        ready = sim.server.drain()
+        assert queue.transactions == 1 and len(queue.rows) == 30
+        assert sum(data.count(b"\0RES\0\0\0\x08") for _, data, _ in ready) == 30
+
+    def test_nothing_is_grabbable_or_acknowledged_before_the_commit(self) -> None:
+        sim, queue = durable_sim()
+        sim.send("w", T.CAN_DO, b"f")
+        sim.send("w", T.PRE_SLEEP)
+        sim.raw("c", encode(T.SUBMIT_JOB_BG, b"f", b"u", b"x") + encode(T.ECHO_REQ, b"after"))
+        conn = sim.server.connections[sim.id("c")]
+        assert queue.rows == {} and sim.server.functions[b"f"].queued == 0
+        assert conn.out  # the replies wait in order: JOB_CREATED then ECHO_RES
+        assert [p.type for p in sim.take("c")] == [T.JOB_CREATED, T.ECHO_RES]
+        assert sim.types("w") == ["NOOP"]
+        assert len(queue.rows) == 1
+
+    def test_failed_write_acknowledges_nothing(self) -> None:
+        sim, queue = durable_sim()
+        queue.fail = True
+        sim.raw("c", encode(T.SUBMIT_JOB_BG, b"f", b"u", b"x") + encode(T.ECHO_REQ, b"next"))
+        assert sim.take("c") == [error(b"QUEUE_ERROR", b"QUEUE_ERROR"), res(T.ECHO_RES, b"next")]
+        assert sim.server.jobs == {} and sim.server.uniques == {}
+        sim.send("w", T.CAN_DO, b"f")
+        assert sim.grab("w").type == T.NO_JOB
+        queue.fail = False  # the store is back: the next submit works
+        sim.submit("c", unique=b"u", kind=T.SUBMIT_JOB_BG)
+        assert list(queue.rows) == [(b"u", b"f")]
+
+    def test_failed_write_refuses_a_foreground_client_that_joined(self) -> None:
+        sim, queue = durable_sim()
+        queue.fail = True
+        sim.raw("a", encode(T.SUBMIT_JOB_BG, b"f", b"u", b"x"))
+        sim.raw("b", encode(T.SUBMIT_JOB, b"f", b"u", b"x"))
+        sim.server.commit()
+        assert sim.take("a") == sim.take("b") == [error(b"QUEUE_ERROR", b"QUEUE_ERROR")]
+        assert sim.server.jobs == {}
+
+    def test_failed_delete_is_retried(self) -> None:
+        sim, queue = durable_sim()
+        handle = sim.submit("c", unique=b"u", kind=T.SUBMIT_JOB_BG)
+        sim.send("w", T.CAN_DO, b"f")
+        sim.grab("w")
+        queue.fail = True
+        sim.send("w", T.WORK_COMPLETE, handle, b"")
+        sim.server.commit()
+        assert (b"u", b"f") in queue.rows
+        queue.fail = False
+        sim.server.commit()
+        assert queue.rows == {}
+
+    def test_empty_uniques_get_their_own_rows(self) -> None:
+        # DEVIATION "Background jobs without a unique in a persistent queue".
+        sim, queue = durable_sim()
+        one = sim.submit("c", unique=b"", data=b"1", kind=T.SUBMIT_JOB_BG)
+        sim.submit("c", unique=b"", data=b"2", kind=T.SUBMIT_JOB_BG)
+        assert len(queue.rows) == 2
+        assert all(u.startswith(EMPTY_UNIQUE_MARKER) for u, _ in queue.rows)
+        restarted = JobServer(sim.server.options, queue=queue)
+        assert restarted.replay(queue.replay()) == 2
+        assert {j.unique for j in restarted.jobs.values()} == {b""}
+        sim.send("w", T.CAN_DO, b"f")
+        assert sim.grab("w").args[0] == one
+        sim.send("w", T.WORK_COMPLETE, one, b"")
+        sim.server.commit()
+        assert len(queue.rows) == 1
+
     def test_store_failure_is_queue_error_and_no_job(self) -> None:
+        class Refusing(BuiltinQueue):
+            def add(self, job: StoredJob) -> None:
+                raise QueueError("no epoch jobs here")
+
         sim = Sim()
-        sim.server.queue = self.Recorder(fail=True)
+        sim.server = JobServer(sim.server.options, queue=Refusing(), clock=lambda: sim.now)
         sim.send("c", T.SUBMIT_JOB_BG, b"f", b"u", b"")
         assert sim.take("c") == [error(b"QUEUE_ERROR", b"QUEUE_ERROR")]
         assert sim.server.jobs == {} and sim.server.uniques == {}

@@ -95,7 +95,19 @@ class Job:
     denominator: int = 0
     retries: int = 0
     ignore: bool = False  # abandoned or cancelled: dropped when next taken
-    persisted: bool = False  # a row exists in the persistent queue
+    persisted: bool = False  # a row exists (or is being written) in the persistent queue
+    stored_key: bytes = b""  # the unique its row is stored under (queues.storage_key)
+
+
+@dataclass(eq=False, slots=True)
+class Staged:
+    """A background submit whose row is written at the next commit: its JOB_CREATED
+    replies wait in the connections' output until then (and become ERROR
+    QUEUE_ERROR if the write fails); a new job is queued only once stored."""
+
+    job: Job
+    new: bool  # created by this submit (else: a background submit joined a job)
+    replies: list[tuple[Connection, int]] = field(default_factory=list)
 
 
 @dataclass(eq=False, slots=True)

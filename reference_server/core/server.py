@@ -34,7 +34,15 @@ from collections.abc import Callable, Iterable
 
 from reference_server.core import admin
 from reference_server.core.compat import CloseConnection, c_string, c_strtol, c_uint32
-from reference_server.core.model import Connection, Function, Job, Priority, Registration, Timer
+from reference_server.core.model import (
+    Connection,
+    Function,
+    Job,
+    Priority,
+    Registration,
+    Staged,
+    Timer,
+)
 from reference_server.core.options import ServerOptions
 from reference_server.protocol import (
     Decoder,
@@ -47,7 +55,14 @@ from reference_server.protocol import (
     WrongArgumentCount,
     response,
 )
-from reference_server.queues import BuiltinQueue, JobQueue, QueueError, StoredJob
+from reference_server.queues import (
+    BuiltinQueue,
+    JobQueue,
+    QueueError,
+    StoredJob,
+    storage_key,
+    stored_unique,
+)
 
 T = PacketType
 
@@ -94,6 +109,9 @@ class JobServer:
         self.uniques: dict[tuple[bytes, bytes], Job] = {}  # (function, key) -> job
         self.by_unique: dict[bytes, Job] = {}  # GET_STATUS_UNIQUE: unique -> job
         self.shutdown_requested: str | None = None  # "now" / "graceful" from admin 'shutdown'
+        self.on_queue_error: Callable[[str], None] | None = None  # for the transport's log
+        self._staged: dict[Job, Staged] = {}
+        self._batching = hasattr(self.queue, "pending")
         self._ids = itertools.count(1)
         self._handle_counter = 1
         self._dirty: dict[int, Connection] = {}
@@ -168,7 +186,10 @@ class JobServer:
 
     def drain(self) -> list[tuple[int, bytes, bool]]:
         """(connection id, bytes to send, close after sending?) for every connection
-        that has something for the transport, in the order they became pending."""
+        that has something for the transport, in the order they became pending.
+        Commits the persistent queue first."""
+        if self._staged or self._batching:
+            self.commit()
         ready = []
         for conn in self._dirty.values():
             data = b"".join(conn.out) if len(conn.out) != 1 else conn.out[0]
@@ -178,7 +199,9 @@ class JobServer:
         return ready
 
     def data_to_send(self, conn_id: int) -> bytes:
-        """Bytes pending for one connection (for tests that drive one connection)."""
+        """Bytes pending for one connection (for tests that drive one connection);
+        commits the persistent queue first, as ``drain`` does."""
+        self.commit()
         conn = self.connections[conn_id]
         data = b"".join(conn.out)
         conn.out.clear()
@@ -217,13 +240,19 @@ class JobServer:
         count = 0
         for row in stored:
             function = self._function(row.function)
-            job = self._existing(function, row.unique, row.data)
+            unique = stored_unique(row.unique)
+            job = self._existing(function, unique, row.data)
             if job is None:
-                job = self._create(function, row.unique, row.data, Priority(row.priority),
+                job = self._create(function, unique, row.data, Priority(row.priority),
                                    background=True, when=row.when)
                 job.persisted = True
+                job.stored_key = row.unique
                 self._enqueue(job)
                 count += 1
+            elif job.stored_key != row.unique:
+                # A duplicate row (same function and unique): the job runs once,
+                # and its end must remove this row too.
+                self.queue.done(row.unique, row.function)
         return count
 
     # ------------------------------------------------------------------
@@ -528,7 +557,7 @@ class JobServer:
             if background and not job.persisted:
                 # DEVIATION "A background submit joining a foreground job": gearmand
                 # neither stores it nor keeps it when the foreground client leaves.
-                if not self._persist(conn, job):
+                if not self._persist(conn, job, new=False):
                     return
                 job.background = True
         else:
@@ -538,12 +567,16 @@ class JobServer:
                 self._error(conn, ErrorCode.QUEUE_FULL)
                 return
             job = self._create(function, unique, data, priority, background, when, reducer)
-            if background and not self._persist(conn, job):
+            if background and not self._persist(conn, job, new=True):
                 self._free(job)
                 return
-            self._enqueue(job)
+            if job not in self._staged:
+                self._enqueue(job)
         if not background:
             self._attach_client(job, conn)
+        staged = self._staged.get(job)
+        if staged is not None:  # acknowledged only once its row is committed
+            staged.replies.append((conn, len(conn.out)))
         self._send(conn, response(T.JOB_CREATED, job.handle))
 
     def _create(self, function: Function, unique: bytes, data: bytes, priority: Priority,
@@ -560,17 +593,57 @@ class JobServer:
                 self.by_unique[unique] = job
         return job
 
-    def _persist(self, conn: Connection, job: Job) -> bool:
+    def _persist(self, conn: Connection, job: Job, *, new: bool) -> bool:
         # Background jobs are stored before JOB_CREATED; if the store refuses, the
-        # client gets ERROR QUEUE_ERROR and no job exists (gearmand job.cc).
+        # client gets ERROR QUEUE_ERROR and no job exists (gearmand job.cc).  With a
+        # durable queue the row is staged and written at the next commit().
+        job.stored_key = storage_key(job.unique)
         try:
-            self.queue.add(StoredJob(job.unique, job.function.name, job.data,
+            self.queue.add(StoredJob(job.stored_key, job.function.name, job.data,
                                      int(job.priority), job.when))
-        except QueueError:
+        except QueueError as error:
+            self._queue_failed(str(error))
             self._error(conn, ErrorCode.QUEUE_ERROR)
             return False
         job.persisted = True
+        if self.queue.durable:
+            self._staged[job] = Staged(job, new)
         return True
+
+    def commit(self) -> None:
+        """Write the tick's staged queue changes; then release (or, if the write
+        failed, replace with ERROR QUEUE_ERROR) the JOB_CREATED replies waiting on
+        them.  ``drain`` calls it, so no acknowledgement leaves before its row."""
+        if not self._staged and not (self._batching and self.queue.pending):
+            return
+        staged, self._staged = self._staged, {}
+        try:
+            self.queue.flush()
+        except QueueError as error:
+            self._queue_failed(str(error))
+            refusal = response(T.ERROR, *ErrorCode.QUEUE_ERROR.value)
+            for entry in staged.values():
+                for conn, index in entry.replies:
+                    conn.out[index] = refusal
+                job = entry.job
+                job.persisted = False
+                if entry.new:
+                    self._free(job)  # never queued, never seen by a worker
+                else:
+                    job.background = False
+            return
+        for entry in staged.values():
+            if entry.new and self.jobs.get(entry.job.handle) is entry.job:
+                self._enqueue(entry.job)
+
+    def _queue_failed(self, message: str) -> None:
+        if self.on_queue_error is not None:
+            self.on_queue_error(message)
+
+    def stored_jobs(self) -> list[StoredJob]:
+        """Every job with a row in the persistent queue (for --store-queue-on-shutdown)."""
+        return [StoredJob(j.stored_key, j.function.name, j.data, int(j.priority), j.when)
+                for j in self.jobs.values() if j.persisted]
 
     def _enqueue(self, job: Job) -> None:
         """Put a job at the tail of its FIFO and wake sleeping workers (gearmand
@@ -674,7 +747,7 @@ class JobServer:
     def _finish(self, job: Job) -> None:
         """A job ended (complete, fail, exception): its row goes, then the job."""
         if job.persisted:
-            self.queue.done(job.unique, job.function.name)
+            self.queue.done(job.stored_key, job.function.name)
             job.persisted = False
         self._free(job)
 
@@ -805,7 +878,7 @@ class JobServer:
             client.listening.pop(job, None)
         job.clients.clear()
         if job.persisted:
-            self.queue.done(job.unique, job.function.name)
+            self.queue.done(job.stored_key, job.function.name)
             job.persisted = False
         job.ignore = True
         return True

@@ -1,0 +1,94 @@
+"""``-q mysql``: gearmand's MySQL/MariaDB queue layout, with PyMySQL.
+
+gearmand (plugins/queue/mysql/queue.cc) creates::
+
+    CREATE TABLE gearman_queue (unique_key VARCHAR(64), function_name VARCHAR(255),
+                                priority INT, data LONGBLOB, when_to_run INT,
+                                unique key (unique_key, function_name))
+
+We create it with ``when_to_run BIGINT`` (gearmand binds the epoch as a 32-bit
+value and wraps times after 2038), and read and write it by column name, so a
+table with more columns (an ``id`` primary key, as some deployments add) works.
+A table either server wrote is read by the other.  A lost connection fails
+that tick's write (QUEUE_ERROR); the next write reconnects.
+"""
+
+from __future__ import annotations
+
+import re
+
+from reference_server.queues import BatchingQueue, Op, QueueError, StoredJob
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class MySQLQueue(BatchingQueue):
+    name = "mysql"
+
+    def __init__(self, host: str = "localhost", port: int = 3306, user: str = "",
+                 password: str = "", db: str = "", table: str = "gearman_queue") -> None:
+        super().__init__()
+        if not _NAME.match(table):
+            raise QueueError(f"--mysql-table {table!r} is not a plain table name")
+        self.params = {"host": host, "port": port, "user": user or None,
+                       "password": password, "database": db or None}
+        self.table = table
+        self.db = None
+        self._run([(f"CREATE TABLE IF NOT EXISTS {table} (unique_key VARCHAR(64), "
+                    "function_name VARCHAR(255), priority INT, data LONGBLOB, "
+                    "when_to_run BIGINT, UNIQUE KEY (unique_key, function_name))", ())])
+
+    def _connect(self) -> None:
+        import pymysql
+
+        try:
+            self.db = pymysql.connect(**self.params, connect_timeout=5, autocommit=False,
+                                      charset="utf8mb4")
+        except pymysql.Error as error:
+            self.db = None
+            raise QueueError(f"mysql: {error}") from None
+
+    def _run(self, statements: list[tuple[str, tuple]], fetch: bool = False):  # type: ignore[no-untyped-def,type-arg]
+        import pymysql
+
+        if self.db is None:
+            self._connect()
+        assert self.db is not None
+        try:
+            with self.db.cursor() as cur:
+                for sql, args in statements:
+                    cur.execute(sql, args)
+                rows = cur.fetchall() if fetch else None
+            self.db.commit()
+            return rows
+        except pymysql.Error as error:
+            try:
+                self.db.rollback()
+            except pymysql.Error:
+                pass
+            self.db.close() if self.db.open else None
+            self.db = None
+            raise QueueError(f"mysql: {error}") from None
+
+    def _write(self, ops: list[Op]) -> None:
+        insert = (f"INSERT INTO {self.table} (unique_key, function_name, priority, data, "
+                  "when_to_run) VALUES (%s, %s, %s, %s, %s)")
+        delete = f"DELETE FROM {self.table} WHERE unique_key = %s AND function_name = %s"
+        self._run([(insert, (a.unique, a.function, a.priority, a.data, a.when)) if kind == "add"
+                   else (delete, a) for kind, a in ops])
+
+    def _read(self) -> list[StoredJob]:
+        rows = self._run([(f"SELECT unique_key, function_name, priority, data, when_to_run "
+                           f"FROM {self.table}", ())], fetch=True)
+        return [StoredJob(_bytes(u), _bytes(f), bytes(d or b""), int(p or 0), int(w or 0))
+                for u, f, p, d, w in rows]
+
+    def close(self) -> None:
+        if self.db is not None and self.db.open:
+            self.db.close()
+
+
+def _bytes(value: object) -> bytes:
+    if value is None:
+        return b""
+    return value if isinstance(value, bytes) else str(value).encode()
