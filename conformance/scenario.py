@@ -220,6 +220,8 @@ class Scenario:
         needs = set()
         if self.server_options:
             needs.add("server_options")
+        if "-q" in self.server_options or "--queue-type" in self.server_options:
+            needs.add("persistence")
         if self.fresh or any(isinstance(s, TargetAction) for s in self.steps):
             needs.add("restart")
         return needs

@@ -176,7 +176,7 @@ class ProcessTarget(Target):
     process: subprocess.Popen[bytes] | None = None
     workdir: Path | None = None
     capabilities: frozenset[str] = frozenset({"grab_job_uniq", "echo", "restart",
-                                              "server_options"})
+                                              "server_options", "persistence"})
 
     def command(self, port: int, workdir: Path) -> list[str]:
         raise NotImplementedError
