@@ -6,7 +6,7 @@
 #                 real gearmand), rendered to reports/latest/index.html
 #   make test     lint and the whole test suite (this is what CI runs)
 #   make bench    the benchmark: reference server vs /usr/sbin/gearmand, same load, same run
-#   make fuzz     longer hypothesis runs than CI's fixed-seed ones
+#   make fuzz     every fuzzer for FUZZ_BUDGET (2m) each: longer than CI's fixed-seed runs
 
 PYTHON  ?= python3
 VENV    := .venv
@@ -59,8 +59,19 @@ bench: setup
 	$(BIN)/gearspec bench --target ref --target gearmand --target perl --target gear \
 	    --jobs 100000 --repeat 3 --idle-connections 10000 --json $(LATEST)/bench.json
 
+# A longer campaign than CI's derandomised one: every fuzzer, FUZZ_BUDGET each, with the
+# example database kept in .hypothesis/fuzz so that the next campaign starts from what
+# this one found (hypothesis draws the seeds).  Findings are written to
+# $(LATEST)/findings as scenario files.
+FUZZ_BUDGET ?= 2m
+FUZZ_ARGS    = --budget $(FUZZ_BUDGET) --db .hypothesis/fuzz --save $(LATEST)/findings
+FUZZERS      = "parser" "server --target ref" "server --target gearmand" "model --target ref" \
+               "model --target gearmand" "diff --target ref --target gearmand"
 fuzz: setup
-	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider tests/test_codec_properties.py
+	@found=0; for fuzzer in $(FUZZERS); do \
+	  echo "gearspec fuzz $$fuzzer"; \
+	  $(BIN)/gearspec fuzz $$fuzzer $(FUZZ_ARGS) || found=1; \
+	done; exit $$found
 
 clean:
 	rm -rf $(VENV) reports/latest .pytest_cache .hypothesis

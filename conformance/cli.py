@@ -20,7 +20,7 @@ from pathlib import Path
 
 from conformance.results import RunResult
 from conformance.runner import RunOptions, run, select, terminal_progress
-from conformance.scenario import SCENARIO_DIR, ScenarioError, load_catalog
+from conformance.scenario import SCENARIO_DIR, ScenarioError, load_catalog, load_file
 from conformance.targets import TargetError, parse_target
 
 DEFAULT_JSON = Path("reports/latest/run.json")
@@ -50,6 +50,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     add("--strict", action="store_true", help="a NON-STRICT result counts as a failure")
     add("--json", type=Path, default=DEFAULT_JSON, help=f"run JSON ({DEFAULT_JSON})")
     add("--scenarios", type=Path, default=SCENARIO_DIR, help="scenario directory")
+    add("--scenario", type=Path, action="append", default=[], metavar="FILE",
+        help="play this scenario file (e.g. a fuzz finding) instead of the catalog; repeatable")
     add("--baselines", type=Path, default=None, help="baseline directory")
     add("--list", action="store_true", help="list the selected case ids and exit")
     add("--format", choices=["plain", "github", "markdown"], default="plain",
@@ -68,7 +70,10 @@ def execute(argv: list[str], prog: str = "gearspec run") -> tuple[RunResult, arg
     args = build_parser(prog).parse_args(argv)
     if args.jobs < 1 or args.timeout_factor <= 0:
         raise UsageError("--jobs and --timeout-factor must be positive")
-    catalog = load_catalog(args.scenarios)
+    if args.scenario:
+        catalog = [s for path in args.scenario for s in load_file(path, path.parent)]
+    else:
+        catalog = load_catalog(args.scenarios)
     chosen = select(catalog, args.select, args.exclude)
     if not chosen:
         raise UsageError("no scenario matches the selection")
@@ -88,7 +93,8 @@ def execute(argv: list[str], prog: str = "gearspec run") -> tuple[RunResult, arg
                          strict=args.strict, select=args.select, exclude=args.exclude,
                          baseline_dir=str(args.baselines) if args.baselines else None)
     result = asyncio.run(run(chosen, [(s, extra.get(s, [])) for s in specs], options,
-                             terminal_progress, {s.id for s in catalog}))
+                             terminal_progress, {s.id for s in catalog},
+                             check_baselines=not args.scenario))
     return result, args
 
 

@@ -2,7 +2,7 @@
 
 Counted from the scenarios themselves (not from a run): the packet types
 they send (requests, and server-only types sent by a peer), the admin
-commands they send, and the protocol.md sections they name.
+commands they send, and the protocol sections (``SECTIONS``) they name.
 """
 
 from __future__ import annotations
@@ -10,15 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from conformance.scenario import Scenario, SendPacket, SendRaw, SendText
+from conformance.sections import SECTIONS
 from reference_server.protocol import PACKETS, TYPE_LIMIT, Direction, PacketType
 
-#: The admin commands of gearmand 1.1.20's text protocol (protocol.md §4), and
+#: The admin commands of gearmand 1.1.20's text protocol (section 4), and
 #: "shutdown", which it removed.
 ADMIN_COMMANDS = ("workers", "status", "prioritystatus", "maxqueue", "cancel", "show",
                   "create", "drop", "getpid", "verbose", "version", "shutdown")
 
-#: protocol.md sections a scenario can cite.
-SECTIONS = ("1", "2", *(f"3.{n}" for n in range(1, 17)), "4")
 
 REQUESTS = tuple(t for t in PacketType if PACKETS[t].direction in (Direction.REQUEST,
                                                                     Direction.BOTH))
@@ -78,7 +77,7 @@ def summary_lines(cov: dict[str, Any]) -> list[str]:
     for key, label in (("request_types", "request packet types"),
                        ("responses_sent_by_peer", "server-only types sent by a peer"),
                        ("admin_commands", "admin commands"),
-                       ("sections", "protocol.md sections")):
+                       ("sections", "protocol sections")):
         part = cov[key]
         missing = f" (missing: {', '.join(part['missing'])})" if part["missing"] else ""
         lines.append(f"{label}: {len(part['covered'])}/{part['total']}{missing}")

@@ -36,6 +36,7 @@ from conformance.scenario import (
     ExpectPacket,
     ExpectSilence,
     ExpectStalled,
+    Finish,
     Hangup,
     Matcher,
     Scenario,
@@ -223,6 +224,12 @@ class Wire:
     def take(self) -> Incoming:
         event = self.events.popleft()
         return event
+
+    def finish(self) -> None:
+        """Half-close: EOF to the server, the read side stays open."""
+        if self.writer.can_write_eof() and not self.writer.is_closing():
+            with contextlib.suppress(ConnectionError, OSError):
+                self.writer.write_eof()
 
     async def close(self) -> None:
         self.hung_up = True
@@ -439,6 +446,15 @@ async def _perform(ctx: Context, step: Step, target_control: TargetControl | Non
         ctx.transcript.add(step.conn, "event", "close", "closed by the client")
         await wire.close()
         del ctx.wires[step.conn]
+    elif isinstance(step, Finish):
+        ctx.transcript.add(step.conn, "event", "close", "half-closed by the client (EOF sent)")
+        wire.finish()
+        deadline = time.monotonic() + ctx.timeout(step.within)
+        while not isinstance(event := await wire.next(deadline), Closed):
+            if event is None:
+                raise StepFailed("the server kept the connection open after the client's EOF")
+            wire.take()
+        wire.take()
     elif isinstance(step, ExpectPacket):
         deadline = time.monotonic() + ctx.timeout(step.within)
         event = await _next_relevant(ctx, wire, deadline, step.type.name, step.type)
@@ -451,7 +467,9 @@ async def _perform(ctx: Context, step: Step, target_control: TargetControl | Non
     elif isinstance(step, ExpectList):
         deadline = time.monotonic() + ctx.timeout(step.within)
         rows = await _read_list(ctx, wire, deadline)
-        keys = [ctx.resolve(v, fresh=False) for v in step.filter]
+        # A filter may name a function the case has not used yet: it gets its fresh
+        # name, which no row holds.
+        keys = [ctx.resolve(v, fresh=True) for v in step.filter]
         mine = [row for row in rows if any(key in row for key in keys)]
         _match_rows(ctx, step, mine)
     elif isinstance(step, ExpectClosed):

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import yaml
 
+from conformance.sections import SECTIONS
 from reference_server.protocol import PACKETS, Direction, PacketType
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -81,6 +82,15 @@ class Matcher:
     pattern: str | None = None  # a regular expression the whole thing must match
     capture: str | None = None  # bind what matched to this variable
     any: bool = False
+
+    @classmethod
+    def distinct(cls, name: str, others: list[str]) -> Matcher:
+        """Capture into ``name`` a value that none of the variables ``others`` holds
+        (a new job must get a new handle)."""
+        if not others:
+            return cls(value=Value(f"${name}"))
+        taken = "|".join(f"${{{other}}}" for other in sorted(others))
+        return cls(pattern=rf"(?!(?:{taken})\Z).*", capture=name)
 
 
 # ---------------------------------------------------------------------------- steps
@@ -182,6 +192,17 @@ class ExpectOneOf(Step):
 @dataclass
 class Hangup(Step):
     pass
+
+
+@dataclass
+class Finish(Step):
+    """The client half-closes (sends EOF) and reads until the server closes.
+
+    A barrier: once the server has closed, it has read everything sent before
+    the EOF, so what that did to the server (a crash, say) has happened.  What
+    arrives meanwhile is logged, not judged."""
+
+    within: float | None = None
 
 
 @dataclass
@@ -356,6 +377,7 @@ VERBS: dict[str, str] = {
     "expect-silence": "expect-silence: SECONDS: nothing arrives for that long",
     "expect-one-of": "expect-one-of: [{verdict, note, expect: [steps]}]: alternatives",
     "hangup": "hangup: the client closes the connection",
+    "finish": "finish: the client sends EOF, reads until the server closes (replies not judged)",
 }
 
 
@@ -416,6 +438,14 @@ class Loader:
         if "ignore" in spec:
             ignore = frozenset(self.packet_type(n, "ignore")
                                for n in read.sequence(spec["ignore"], "ignore"))
+        sections = []
+        if "sections" in spec:
+            for i, item in enumerate(read.sequence(spec["sections"], "sections")):
+                section = read.scalar(item, f"sections[{i}]")
+                if section not in SECTIONS:
+                    raise read.error(item, f"sections[{i}]", f"{section!r} is not a protocol "
+                                     f"section (known: {', '.join(SECTIONS)})")
+                sections.append(section)
         steps = []
         for i, node_ in enumerate(read.sequence(spec["steps"], "steps")):
             step = self.step(node_, f"steps[{i}]")
@@ -427,7 +457,7 @@ class Loader:
             id=f"{prefix}/{case}", title=read.scalar(spec["title"], "title"), level=level,
             source=read.scalar(spec["source"], "source"),
             requirement=" ".join(read.scalar(spec["requirement"], "requirement").split()),
-            sections=read.strings(spec["sections"], "sections") if "sections" in spec else [],
+            sections=sections,
             steps=steps, file=str(self.path), line=node.start_mark.line + 1,
             server_options=read.strings(spec["server-options"], "server-options")
             if "server-options" in spec else [],
@@ -554,6 +584,8 @@ class Loader:
             return ExpectSilence(line, conn, note, seconds)
         if verb == "hangup":
             return Hangup(line, conn, note)
+        if verb == "finish":
+            return Finish(line, conn, note, within)
         assert verb == "expect-one-of"
         alternatives = []
         for i, alt in enumerate(read.sequence(args, where)):

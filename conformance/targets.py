@@ -42,6 +42,9 @@ GEARMAND = "/usr/sbin/gearmand"
 PERL_GEARMAND = "/usr/bin/gearmand"
 READY_TIMEOUT = 10.0
 
+#: Seconds a server whose case just failed gets to finish dying, if it is dying.
+CRASH_SETTLE = 0.5
+
 
 class TargetError(Exception):
     """A target could not be started or reached; the message says why."""
@@ -135,11 +138,18 @@ class Target:
     def stop(self) -> None:
         return None
 
-    def alive(self) -> bool:
+    def alive(self, settle: float = 0.0) -> bool:
+        """Whether the server is still running.  ``settle``: seconds to give a
+        process that is on its way out (a crash handler still printing, say)
+        to finish dying, so that a crash is not taken for a close."""
         return True
 
     def restart(self) -> None:
         raise TargetError(f"{self.name} cannot be restarted")
+
+    def exit_status(self) -> int | None:
+        """A process that has ended: its status (negative: the signal that ended it)."""
+        return None
 
     def kill(self) -> None:
         raise TargetError(f"{self.name} cannot be killed")
@@ -226,8 +236,16 @@ class ProcessTarget(Target):
             self.process.kill()
             self.process.wait(5)
 
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+    def alive(self, settle: float = 0.0) -> bool:
+        if self.process is None:
+            return False
+        if settle > 0:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(settle)
+        return self.process.poll() is None
+
+    def exit_status(self) -> int | None:
+        return self.process.poll() if self.process is not None else None
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""

@@ -59,6 +59,12 @@ def _report(argv: list[str]) -> int:
     return main(argv, prog="gearspec report")
 
 
+def _fuzz(argv: list[str]) -> int:
+    from fuzz.cli import main
+
+    return main(argv, prog="gearspec fuzz")
+
+
 def _durability(argv: list[str]) -> int:
     from conformance.durability import main
 
@@ -75,6 +81,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "serve": (_serve, "run the reference job server (gearmand's options)"),
     "run": (_run, "play the conformance scenarios against servers"),
     "report": (_report, "render a saved run as HTML, JUnit or tables; compare two runs"),
+    "fuzz": (_fuzz, "fuzz the codec, a server, a model of it, or two servers against each other"),
     "bench": (_bench, "load-test servers and compare them with gearmand"),
     "durability": (_durability, "kill servers during background jobs; count lost jobs"),
 }

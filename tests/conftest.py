@@ -8,7 +8,6 @@ installs it.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable, Iterator
 
@@ -17,11 +16,11 @@ from hypothesis import settings
 
 from conformance.targets import GearmandTarget, RefTarget, Target, gearmand_available
 
-# CI: derandomized (a fixed seed), a modest number of examples.  `make fuzz`: many more.
+# Tests are derandomised (a fixed seed) and bounded; the long campaigns are
+# `gearspec fuzz` (`make fuzz`), with their own settings (fuzz/campaign.py).
 settings.register_profile("ci", derandomize=True, max_examples=300, deadline=None,
                           print_blob=True)
-settings.register_profile("long", max_examples=50_000, deadline=None, print_blob=True)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+settings.load_profile("ci")
 
 NO_GEARMAND = ("/usr/sbin/gearmand is not installed: apt-get install gearman-job-server "
                "(`make test` installs it)")

@@ -52,7 +52,7 @@ class TestWorkedExample:
 
 
 class TestFramingErrors:
-    """protocol.md §1 and §3.15: how each kind of bad input is answered."""
+    """protocol sections 1 and 3.15: how each kind of bad input is answered."""
 
     def test_res_magic_gets_invalid_magic_and_connection_stays(self) -> None:
         sim = Sim()
@@ -98,6 +98,17 @@ class TestFramingErrors:
         assert sim.take("c") == [error(b"INVALID_PACKET", b"Packet has too few arguments"),
                                  res(T.ECHO_RES, b"next")]
         assert sim.server.jobs == {}
+
+    @pytest.mark.parametrize("number", [2**31, 2**31 + 7, 2**32 - 1])
+    def test_type_with_top_bit_closes_only_that_connection_deviation(self, number: int
+                                                                     ) -> None:
+        # DEVIATION "Type numbers of 2^31 and up": unknown like 999, not a crash.
+        sim = Sim()
+        sim.raw("c", b"\0REQ" + number.to_bytes(4, "big") + (3).to_bytes(4, "big") + b"x\0y")
+        assert sim.take("c") == []
+        assert sim.closed("c")
+        sim.send("d", T.ECHO_REQ, b"still")
+        assert sim.take("d") == [res(T.ECHO_RES, b"still")]
 
     def test_too_large_deviation(self) -> None:
         # DEVIATION "Maximum packet size": ERROR then close, before the body arrives.
@@ -223,6 +234,16 @@ class TestCoalescing:
         sim.submit("b", unique=b"u", kind=T.SUBMIT_JOB_BG)
         assert sim.server.jobs[handle].persisted
         sim.hangup("a")
+        sim.send("w", T.CAN_DO, b"f")
+        assert sim.grab("w").args[0] == handle
+
+    def test_foreground_leaving_joined_background_job_keeps_it_deviation(self) -> None:
+        # DEVIATION "A foreground client leaving a background job it joined".
+        sim = Sim()
+        handle = sim.submit("b", unique=b"u", kind=T.SUBMIT_JOB_BG)
+        assert sim.submit("a", unique=b"u") == handle
+        sim.hangup("a")
+        assert not sim.server.jobs[handle].ignore
         sim.send("w", T.CAN_DO, b"f")
         assert sim.grab("w").args[0] == handle
 

@@ -1,7 +1,7 @@
 """Differential: the same requests to our server and to real gearmand 1.1.20.
 
 Every packet type (0-42), the admin commands and the bad inputs of
-protocol.md §1 are sent to a fresh ``ref`` and a fresh ``/usr/sbin/gearmand``;
+protocol section 1 are sent to a fresh ``ref`` and a fresh ``/usr/sbin/gearmand``;
 the replies must match byte for byte after normalisation (see
 tests/differential.py).  A case whose replies differ must be named in
 reference_server/DEVIATIONS.md ("Differential case: `name`"), and a case named
@@ -47,10 +47,17 @@ def admin(line: bytes) -> tuple[str, bytes]:
 
 
 CASES = [
-    # -- Framing and bad input (protocol.md §1) -------------------------------------
+    # -- Framing and bad input (protocol section 1) -------------------------------------
     Case("framing/type-0-closes", [("c", raw(REQ, 0, b""))]),
     Case("framing/type-43-closes", [("c", raw(REQ, 43, b""))]),
     Case("framing/type-999-with-data-closes", [("c", raw(REQ, 999, b"abc"))]),
+    Case("framing/type-2147483647-closes", [("d", req(T.ECHO_REQ, b"before")),
+                                            ("c", raw(REQ, 2**31 - 1, b"")),
+                                            ("d", req(T.ECHO_REQ, b"after"))]),
+    Case("framing/type-2147483648-closes", [("d", req(T.ECHO_REQ, b"before")),
+                                            ("c", raw(REQ, 2**31, b"")),
+                                            ("d", req(T.ECHO_REQ, b"after")),
+                                            ("e", req(T.ECHO_REQ, b"new"))]),
     Case("framing/bad-magic-closes", [("c", raw(b"\0XYZ", 16, b"x"))]),
     Case("framing/res-magic-error", [("c", raw(RES, T.ECHO_REQ, b"x"))]),
     Case("framing/pipelined-echo", [("c", req(T.ECHO_REQ, b"a") + req(T.ECHO_REQ, b"b")
@@ -251,13 +258,16 @@ CASES = [
     Case("client/background-join-then-leave", [
         ("a", submit(unique=b"u")), ("b", submit(T.SUBMIT_JOB_BG, unique=b"u")),
         ("a", HANGUP), ("w", worker() + GRAB)]),
+    Case("client/foreground-join-background-then-leave", [
+        ("b", submit(T.SUBMIT_JOB_BG, unique=b"u")), ("a", submit(unique=b"u")),
+        ("a", HANGUP), ("w", worker() + GRAB)]),
     Case("client/submit-onto-abandoned-job", [
         ("a", submit(unique=b"u")), ("a", HANGUP), ("b", submit(unique=b"u")),
         ("w", worker() + GRAB)]),
     Case("priority/future-epoch-and-low", [
         ("c", req(T.SUBMIT_JOB_EPOCH, b"f", b"", b"4102444800", b"later")
          + submit(T.SUBMIT_JOB_LOW_BG, data=b"low")), ("w", worker() + GRAB)]),
-    # -- Admin protocol (protocol.md §4) --------------------------------------------
+    # -- Admin protocol (protocol section 4) --------------------------------------------
     Case("admin/status-empty", [admin(b"status\n")]),
     Case("admin/status-uppercase-crlf", [("w", worker()), admin(b"STATUS\r\n")]),
     Case("admin/workers", [("w", worker(b"f", b"g")), admin(b"workers\n")]),

@@ -1,5 +1,5 @@
 """Bad input on one connection never disturbs another connection's job, and the
-server process survives every bad input of protocol.md §1.
+server process survives every bad input of protocol section 1.
 
 Run against our server and, for comparison, against gearmand.
 """

@@ -811,6 +811,8 @@ class JobServer:
         if not job.clients and not job.background:
             # gearmand client.cc: an abandoned foreground job is not run; a queued one
             # is dropped when next taken, a running one finishes unheard.
+            # DEVIATION "A foreground client leaving a background job it joined":
+            # gearmand abandons background jobs this way too.
             job.ignore = True
 
     # ------------------------------------------------------------------

@@ -194,6 +194,8 @@ class Decoder:
         magic, number, length = _HEADER.unpack_from(buf, pos)
         if magic != _REQ and magic != _RES:
             raise BadMagic(bytes(magic))
+        # The number is unsigned.  DEVIATION "Type numbers of 2^31 and up": gearmand
+        # crashes on them; here they are as unknown as any other.
         if not 0 < number < TYPE_LIMIT:
             raise UnknownPacketType(number)
         if length > self.max_payload:

@@ -1,0 +1,220 @@
+"""Running the fuzzers: a time budget, a seed, progress, and findings saved as scenarios.
+
+Every fuzzer is a hypothesis test.  A campaign runs it in rounds (seed, seed+1,
+...; or, with an example database, the database's examples first and seeds of
+hypothesis's choosing) until the budget is spent or it fails.  Hypothesis shrinks a failure to a
+minimal example and runs that example last, so the reproducer the last run
+recorded is the minimal one; it is written as a scenario file that ``gearspec
+run --scenario FILE --target ...`` replays.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.stateful import run_state_machine_as_test
+
+from conformance.scenario import Scenario
+from conformance.targets import Target
+from conformance.writer import dump
+from fuzz import diff, model, server
+from fuzz.known import KnownFinding
+from fuzz.parser import PROPERTIES
+
+
+@dataclass
+class Campaign:
+    """One fuzzer's run: what it did and what it found."""
+
+    fuzzer: str
+    targets: list[str]
+    budget: float = 30.0  # seconds
+    base_seed: int = 0
+    batch: int = 100  # examples per round
+    derandomize: bool = False  # one fixed round, as CI runs it
+    database: Path | None = None
+    show_progress: bool = False
+    examples: int = 0
+    seconds: float = 0.0
+    rounds: int = 0
+    failure: str | None = None
+    finding: Scenario | None = None
+    saved: Path | None = None
+    failing: int = 0  # failing examples seen while shrinking
+    _last_shown: float = 0.0
+    _began: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.examples / self.seconds if self.seconds else 0.0
+
+    def settings(self) -> settings:
+        db = DirectoryBasedExampleDatabase(str(self.database)) if self.database else None
+        # No "explain" phase: it traces every line the test runs, which for a test
+        # that talks to a server over sockets costs minutes and says little.
+        return settings(max_examples=self.batch, deadline=None, derandomize=self.derandomize,
+                        database=db, suppress_health_check=list(HealthCheck),
+                        stateful_step_count=25, print_blob=True,
+                        phases=[p for p in Phase if p != Phase.explain])
+
+    def tick(self) -> None:
+        """Count one example, and now and then show progress on stderr."""
+        self.examples += 1
+        now = time.monotonic()
+        if self.show_progress and now - self._last_shown > 0.3:
+            self._last_shown = now
+            elapsed = now - self._began
+            rate = self.examples / elapsed if elapsed else 0.0
+            state = f", {self.failing} failing (shrinking)" if self.failing else ""
+            print(f"\r{self.fuzzer}: {self.examples} examples, {rate:.0f}/s, "
+                  f"round {self.rounds}{state}   ", end="", file=sys.stderr, flush=True)
+
+    def found(self, scenario: Scenario | None = None) -> None:
+        """Note a failing example (hypothesis then shrinks it; the last is the least)."""
+        self.failing += 1
+        if scenario is not None:
+            self.finding = scenario
+
+    def run(self, test: Callable[[], None]) -> Campaign:
+        """Rounds of ``test`` until the budget is spent or one round fails."""
+        started = self._began = time.monotonic()
+        while True:
+            self.rounds += 1
+            # Hypothesis ignores the database in a seeded run, so with a database the
+            # rounds draw their own seeds (and the database's examples run first).
+            round_test = test if self.database else seed(self.base_seed + self.rounds - 1)(test)
+            try:
+                round_test()
+            except Exception as error:  # any way the test fails is a finding
+                self.failure = _describe(error)[:500]
+            finally:
+                self.seconds = time.monotonic() - started
+            if self.failure or self.derandomize or self.seconds >= self.budget:
+                break
+        if self.show_progress:
+            print(file=sys.stderr)
+        return self
+
+
+def _describe(error: BaseException) -> str:
+    """One line: the assertion's message, or the exception's type and message; for
+    hypothesis's FlakyFailure (the example passed when replayed), what it first did."""
+    text = (str(error).splitlines() or [""])[0]
+    if not isinstance(error, AssertionError):
+        text = f"{type(error).__name__}: {text}".rstrip(": ")
+    if isinstance(error, BaseExceptionGroup) and error.exceptions:
+        text += f" (first: {_describe(error.exceptions[0])})"
+    return text or "failed"
+
+
+def revive(target: Target) -> str | None:
+    """If the target's process has died: how, after starting it again on the same
+    port when it can be, so that the next example (and hypothesis's shrinking,
+    which replays examples) meets a live server."""
+    if target.alive():
+        return None
+    status = target.exit_status()
+    how = f"killed by {signal.Signals(-status).name}" if status is not None and status < 0 \
+        and -status in signal.valid_signals() else f"exit status {status}"
+    if "restart" in target.capabilities:
+        target.restart()
+    return f"{target.name} died ({how})"
+
+
+def parser_test(campaign: Campaign, name: str) -> Callable[[], None]:
+    strategy, check = PROPERTIES[name]
+
+    def body(value: Any) -> None:
+        campaign.tick()
+        try:
+            check(value)
+        except AssertionError:
+            campaign.found()
+            raise
+
+    return campaign.settings()(given(strategy)(body))
+
+
+def server_test(campaign: Campaign, target: Target, avoid: tuple[KnownFinding, ...] = ()
+                ) -> Callable[[], None]:
+    def robustness(noise: list[tuple[int, bytes]]) -> None:
+        campaign.tick()
+        scenario, failure = server.play(target, noise)
+        failure = revive(target) or failure
+        if failure is not None:
+            campaign.found(scenario)
+            raise AssertionError(failure)
+
+    return campaign.settings()(given(server.noise_strategy(avoid))(robustness))
+
+
+def model_test(campaign: Campaign, target: Target) -> Callable[[], None]:
+    def start() -> None:
+        revive(target)  # a run that killed the server failed already; start afresh
+        campaign.tick()
+
+    def found(scenario: Scenario) -> None:
+        died = revive(target)
+        if died:
+            scenario.requirement += f" ({died})"
+        campaign.found(scenario)
+
+    machine = model.machine_for(target.address, on_failure=found, on_start=start)
+
+    def run_machine() -> None:
+        run_state_machine_as_test(machine, settings=campaign.settings())
+
+    return run_machine
+
+
+def diff_test(campaign: Campaign, subject: Target, oracle: Target) -> Callable[[], None]:
+    def differential(sends: list[diff.Send]) -> None:
+        campaign.tick()
+        tag = f"d{campaign.rounds}x{campaign.examples}y"
+        mine = diff.record(subject.address, sends, tag)
+        theirs = diff.record(oracle.address, sends, tag)
+        for target, other, survivor in ((subject, oracle, theirs), (oracle, subject, mine)):
+            died = revive(target)
+            if died:  # the survivor's answers are what the dead one owed
+                campaign.found(diff.reproducer(sends, survivor, target.name, other.name,
+                                               died))
+                raise AssertionError(died)
+        if mine != theirs:
+            first = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b),
+                         len(sends) - 1)
+            what = sends[first].packet_type.name if sends[first].packet_type else \
+                sends[first].line
+            difference = (f"after send {first} ({sends[first].conn} {what}): {subject.name} "
+                          f"{_short(mine, first)} but {oracle.name} {_short(theirs, first)}")
+            campaign.found(diff.reproducer(sends, theirs, subject.name, oracle.name,
+                                           difference))
+            raise AssertionError(difference)
+
+    return campaign.settings()(given(diff.cases)(differential))
+
+
+def _short(record: list[list[diff.Seen]], index: int) -> str:
+    if index >= len(record) or not record[index]:
+        return "answered nothing"
+    return "; ".join(f"{s.conn}: {' '.join(' '.join(e) for e in s.events) or s.ending}"
+                     for s in record[index])[:300]
+
+
+def save(campaign: Campaign, directory: Path) -> Path | None:
+    """Write the finding (if any) as a scenario file; returns its path."""
+    if campaign.finding is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{campaign.fuzzer}-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
+    path.write_text(dump([campaign.finding], f"Found by gearspec fuzz {campaign.fuzzer} "
+                                             f"against {', '.join(campaign.targets)}"))
+    campaign.saved = path
+    return path

@@ -1,0 +1,136 @@
+"""``gearspec fuzz {parser,server,model,diff}``: fuzz campaigns with a budget and a seed.
+
+    gearspec fuzz parser --budget 60s
+    gearspec fuzz server --target gearmand --budget 2m --seed 7
+    gearspec fuzz model --target ref
+    gearspec fuzz diff --target ref --target gearmand     # subject, then oracle
+
+A failure is shrunk to a minimal example and saved as a scenario file under
+``--save`` (default ``fuzz-findings/``); ``gearspec run --scenario FILE --target
+...`` replays it.  The exit status is 1 when something was found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from conformance.targets import Target, TargetError, parse_target
+from fuzz.campaign import Campaign, diff_test, model_test, parser_test, save, server_test
+from fuzz.known import known_for
+from fuzz.parser import PROPERTIES
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def budget(text: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|m|h)?", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 5m or 1h")
+    return float(match[1]) * {"s": 1, "m": 60, "h": 3600, None: 1}[match[2]]
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.add_argument("fuzzer", choices=["parser", "server", "model", "diff"])
+    parser.add_argument("--target", action="append", default=[],
+                        help="server to fuzz (diff: subject then oracle; default ref, and "
+                             "gearmand as the oracle)")
+    parser.add_argument("--budget", type=budget, default=60.0, help="time to spend (60s)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the first round (0); rounds use seed, seed+1, ...")
+    parser.add_argument("--batch", type=int, default=100, help="examples per round")
+    parser.add_argument("--derandomize", action="store_true",
+                        help="one fixed round, as CI runs it")
+    parser.add_argument("--db", type=Path, default=None,
+                        help="hypothesis example database folder, kept between campaigns: "
+                             "its examples run first, and findings are added to it")
+    parser.add_argument("--include-known", action="store_true",
+                        help="server: also generate inputs that trigger findings already "
+                             "recorded in the target's baseline (left out by default)")
+    parser.add_argument("--save", type=Path, default=Path("fuzz-findings"),
+                        help="where findings are written as scenario files")
+    return parser
+
+
+def _start(specs: list[str]) -> list[Target]:
+    started = []
+    try:
+        for spec in specs:
+            target = parse_target(spec)
+            target.start()
+            started.append(target)
+    except TargetError:
+        for target in started:
+            target.stop()
+        raise
+    return started
+
+
+def main(argv: list[str] | None = None, prog: str = "gearspec fuzz") -> int:
+    try:
+        args = build_parser(prog).parse_args(argv)
+        if args.db is not None and (args.derandomize or args.seed is not None):
+            raise UsageError("--db cannot go with --seed or --derandomize (hypothesis ignores "
+                             "its example database in seeded runs)")
+        if args.batch < 1 or args.budget <= 0:
+            raise UsageError("--batch and --budget must be positive")
+        if args.fuzzer == "parser":
+            specs = []
+        elif args.fuzzer == "diff":
+            subject = args.target[0] if args.target else "ref"
+            specs = [subject, args.target[1] if len(args.target) > 1 else "gearmand"]
+        else:
+            specs = args.target[:1] or ["ref"]
+        targets = _start(specs)
+    except (UsageError, TargetError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    campaigns = []
+    try:
+        names = list(PROPERTIES) if args.fuzzer == "parser" else [args.fuzzer]
+        for name in names:
+            campaign = Campaign(name if args.fuzzer != "parser" else f"parser-{name}",
+                                [t.name for t in targets], budget=args.budget / len(names),
+                                base_seed=args.seed or 0, batch=args.batch,
+                                derandomize=args.derandomize, database=args.db,
+                                show_progress=sys.stderr.isatty())
+            if args.fuzzer == "parser":
+                test = parser_test(campaign, name)
+            elif args.fuzzer == "server":
+                avoid = () if args.include_known else known_for(targets[0].name)
+                for finding in avoid:
+                    print(f"leaving out a known finding ({finding.case}): {finding.summary}; "
+                          "--include-known puts it back", file=sys.stderr)
+                test = server_test(campaign, targets[0], avoid)
+            elif args.fuzzer == "model":
+                test = model_test(campaign, targets[0])
+            else:
+                test = diff_test(campaign, targets[0], targets[1])
+            campaigns.append(campaign.run(test))
+            save(campaign, args.save)
+            if campaign.failure:
+                break
+    finally:
+        for target in targets:
+            target.stop()
+    for c in campaigns:
+        state = f"FOUND: {c.failure}" if c.failure else "nothing found"
+        print(f"{c.fuzzer} against {', '.join(c.targets) or 'the codec'}: {c.examples} examples "
+              f"in {c.seconds:.1f} s ({c.rate:.0f}/s), {c.rounds} rounds, {state}")
+        if c.saved:
+            print(f"  reproducer: {c.saved}  (gearspec run --scenario {c.saved} --target ...)")
+    if len(campaigns) > 1:
+        examples, seconds = sum(c.examples for c in campaigns), sum(c.seconds for c in campaigns)
+        print(f"{args.fuzzer}: {examples} examples in {seconds:.1f} s "
+              f"({examples / seconds if seconds else 0:.0f}/s)")
+    return 1 if any(c.failure for c in campaigns) else 0

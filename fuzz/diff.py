@@ -1,0 +1,284 @@
+"""Differential fuzzing: the same generated conversation with two servers.
+
+A generated case is a list of sends over a few named connections (clients,
+workers, an admin connection), written with variables: ``$fa`` and ``$fb`` are
+function names made unique to the case, ``$h1``, ``$h2``, ... the job handles
+in the order the server first mentions them.  ``Recorder`` plays it against
+one server: after every send it collects what each connection received, up to
+an ECHO marker (servers answer each connection in order, so that is exact and
+needs no sleeps), and writes it with the same variables, admin lists reduced
+to the case's own rows.  Two recordings that differ are a divergence;
+hypothesis shrinks it to a minimal case, and ``reproducer`` turns the oracle's
+recording into a scenario that ``gearspec run --scenario`` replays.
+
+Inputs where the reference server deliberately differs from gearmand
+(reference_server/DEVIATIONS.md) are not generated, and the one difference of
+form it allows for is normalised: the stray NUL in the WORK_FAIL gearmand
+substitutes for a WORK_EXCEPTION.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+from dataclasses import dataclass
+
+from hypothesis import strategies as st
+
+from conformance.scenario import (
+    ExpectClosed,
+    ExpectLines,
+    ExpectList,
+    ExpectNothing,
+    ExpectPacket,
+    ExpectStalled,
+    Matcher,
+    Scenario,
+    SendPacket,
+    SendText,
+    Step,
+    Value,
+)
+from fuzz.tidy import tidy
+from reference_server.client import ConnectionClosed, Link
+from reference_server.protocol import PACKETS, Packet, PacketType, TextLine
+
+T = PacketType
+CONNECTIONS = ("c1", "c2", "w1", "w2", "admin")
+_cases = itertools.count()
+
+
+@dataclass(frozen=True)
+class Send:
+    """One generated send: a packet with template fields, or an admin line."""
+
+    conn: str
+    packet_type: PacketType | None  # None: an admin line
+    fields: tuple[tuple[str, str], ...] = ()
+    line: str = ""
+
+    def step(self) -> Step:
+        if self.packet_type is None:
+            return SendText(0, self.conn, "", Value(self.line), True)
+        return SendPacket(0, self.conn, "", self.packet_type,
+                          {k: Value(v) for k, v in self.fields})
+
+
+functions = st.sampled_from(["$fa", "$fb"])
+uniques = st.sampled_from(["", "$u1", "$u2", "-"])
+data = st.sampled_from(["", "x", "y", "a\0b"])
+handles = st.sampled_from(["$h1", "$h2", "$h3", "H:nosuch:1"])
+
+
+def _packet(conn: str, packet_type: PacketType, **fields: str) -> Send:
+    return Send(conn, packet_type, tuple(fields.items()))
+
+
+client_sends = st.one_of(
+    st.builds(lambda c, t, f, u, d: _packet(c, t, function=f, unique=u, data=d),
+              st.sampled_from(["c1", "c2"]),
+              st.sampled_from([T.SUBMIT_JOB, T.SUBMIT_JOB_HIGH, T.SUBMIT_JOB_LOW,
+                               T.SUBMIT_JOB_BG, T.SUBMIT_JOB_HIGH_BG, T.SUBMIT_JOB_LOW_BG]),
+              functions, uniques, data),
+    st.builds(lambda c, h: _packet(c, T.GET_STATUS, handle=h), st.sampled_from(["c1", "c2"]),
+              handles),
+    st.builds(lambda c, o: _packet(c, T.OPTION_REQ, option=o), st.sampled_from(["c1", "c2"]),
+              st.sampled_from(["exceptions", "bogus"])),
+    st.builds(lambda c, d: _packet(c, T.ECHO_REQ, data=d), st.sampled_from(["c1", "c2"]), data),
+)
+worker_sends = st.one_of(
+    st.builds(lambda w, t, f: _packet(w, t, function=f), st.sampled_from(["w1", "w2"]),
+              st.sampled_from([T.CAN_DO, T.CANT_DO]), functions),
+    st.builds(lambda w, t: _packet(w, t), st.sampled_from(["w1", "w2"]),
+              st.sampled_from([T.GRAB_JOB, T.GRAB_JOB_UNIQ, T.GRAB_JOB_ALL,
+                               T.RESET_ABILITIES, T.PRE_SLEEP])),
+    st.builds(lambda w, t, h, d: _packet(w, t, handle=h, data=d), st.sampled_from(["w1", "w2"]),
+              st.sampled_from([T.WORK_COMPLETE, T.WORK_DATA, T.WORK_WARNING,
+                               T.WORK_EXCEPTION]), handles, data),
+    st.builds(lambda w, h: _packet(w, T.WORK_FAIL, handle=h), st.sampled_from(["w1", "w2"]),
+              handles),
+    st.builds(lambda w, h, n, d: _packet(w, T.WORK_STATUS, handle=h, numerator=n,
+                                         denominator=d),
+              st.sampled_from(["w1", "w2"]), handles, st.sampled_from(["0", "1", "7x"]),
+              st.sampled_from(["2", "10"])),
+)
+admin_sends = st.builds(lambda line: Send("admin", None, line=line), st.sampled_from(
+    ["status", "prioritystatus", "show jobs", "maxqueue $fa 1", "maxqueue $fa", "workers"]))
+
+cases = st.lists(st.one_of(client_sends, worker_sends, worker_sends, admin_sends),
+                 min_size=1, max_size=14)
+
+
+@dataclass
+class Seen:
+    """What one connection received after one send, written with the case's variables."""
+
+    conn: str
+    events: tuple[tuple[str, ...], ...]  # ("packet", TYPE, field=value...) / ("text", line)
+    ending: str  # "sync", "closed" or "stalled"
+
+
+class Recorder:
+    """Plays a case against one server and writes down what came back."""
+
+    def __init__(self, address: tuple[str, int], tag: str, timeout: float = 2.0) -> None:
+        self.address = address
+        self.tag = tag
+        self.timeout = timeout
+        self.links: dict[str, Link] = {}
+        self.state: dict[str, str] = {}
+        self.handles: dict[bytes, str] = {}
+        self.markers = itertools.count()
+
+    def resolve(self, text: str) -> bytes:
+        def name(match: re.Match[str]) -> str:
+            var = match.group(1)
+            if var.startswith("h"):
+                found = next((h for h, v in self.handles.items() if v == var), None)
+                return found.decode("latin-1") if found else "H:unknown:0"
+            return f"{self.tag}{var}"
+
+        return re.sub(r"\$([a-z][a-z0-9]*)", name, text).encode("latin-1")
+
+    def show(self, value: bytes) -> str:
+        text = value.decode("latin-1")
+        text = re.sub(re.escape(self.tag) + r"([a-z][a-z0-9]*)", r"$\1", text)
+        for handle in re.findall(r"H:[^\s\0\t:]+:\d+", text):
+            if handle.encode() not in self.handles:
+                self.handles[handle.encode()] = f"h{len(self.handles) + 1}"
+            text = text.replace(handle, "$" + self.handles[handle.encode()])
+        return text
+
+    async def link(self, conn: str) -> Link:
+        if conn not in self.links:
+            self.links[conn] = await Link.open(self.address)
+            self.state[conn] = "sync"
+        return self.links[conn]
+
+    async def collect(self, conn: str) -> Seen:
+        if self.state[conn] != "sync":
+            return Seen(conn, (), self.state[conn])
+        link = self.links[conn]
+        marker = b"diff-sync-%d" % next(self.markers)
+        link.send(T.ECHO_REQ, marker)
+        events: list[tuple[str, ...]] = []
+        lines: list[bytes] = []
+        try:
+            while True:
+                event = await link.next_event(self.timeout)
+                if isinstance(event, Packet):
+                    if event.type == T.ECHO_RES and event.args == (marker,):
+                        break
+                    args = list(event.args)
+                    if event.type == T.WORK_FAIL and args and args[0].endswith(b"\0"):
+                        args[0] = args[0][:-1]  # DEVIATIONS.md: gearmand's stray NUL
+                    events.append(("packet", event.type.name, *(
+                        f"{n}={self.show(a)}" for n, a in zip(PACKETS[event.type].args, args))))
+                else:
+                    assert isinstance(event, TextLine)
+                    lines.append(event.raw)
+                    # A reply is one OK/ERR line, or a list closed by a line ".".
+                    if event.raw == b".\n" or (len(lines) == 1
+                                               and event.raw.startswith((b"OK", b"ERR"))):
+                        events.append(("text", *self._mine(lines)))
+                        lines = []
+        except TimeoutError:
+            self.state[conn] = "stalled"
+        except ConnectionClosed:
+            self.state[conn] = "closed"
+        return Seen(conn, tuple(events), self.state[conn])
+
+    def _mine(self, lines: list[bytes]) -> list[str]:
+        """An admin reply reduced to this case's rows (other cases share the server),
+        sorted (gearmand lists in hash order)."""
+        if lines[-1] != b".\n":
+            return [self.show(line) for line in lines]
+        rows = [self.show(line) for line in lines[:-1] if self.tag.encode() in line
+                or any(h in line for h in self.handles)]
+        rows = [re.sub(r"^\d+ ", "<fd> ", row) for row in rows]
+        return [*sorted(rows), ".\n"]
+
+    async def play(self, sends: list[Send]) -> list[list[Seen]]:
+        record = []
+        try:
+            for send in sends:
+                link = await self.link(send.conn)
+                if self.state[send.conn] == "sync":
+                    if send.packet_type is None:
+                        link.send_raw(self.resolve(send.line) + b"\n")
+                    else:
+                        link.send(send.packet_type, *(self.resolve(v) for _, v in send.fields))
+                step = [await self.collect(send.conn)]
+                for other in CONNECTIONS:
+                    if other != send.conn and other in self.links:
+                        step.append(await self.collect(other))
+                record.append([s for s in step if s.events or s.ending != "sync"])
+        finally:
+            for link in self.links.values():
+                await link.close()
+            await tidy(self.address, [f"{self.tag}{f}".encode() for f in ("fa", "fb")])
+        return record
+
+
+def record(address: tuple[str, int], sends: list[Send], tag: str) -> list[list[Seen]]:
+    return asyncio.run(Recorder(address, tag).play(sends))
+
+
+def reproducer(sends: list[Send], oracle: list[list[Seen]], subject: str, oracle_name: str,
+               difference: str) -> Scenario:
+    """The case as a scenario: its sends, and after each what the oracle answered."""
+    steps: list[Step] = []
+    bound: set[str] = set()
+    for send, seen in zip(sends, oracle):
+        steps.append(send.step())
+        answered = {s.conn for s in seen}
+        for s in seen:
+            steps.extend(_expectations(s, bound))
+        if send.conn not in answered:
+            steps.append(ExpectNothing(0, send.conn))
+    return Scenario(
+        id=f"fuzz/diff/case-{next(_cases)}", title=f"{subject} differs from {oracle_name}",
+        level="MUST", source=f"gearspec fuzz diff (expectations recorded from {oracle_name})",
+        requirement=f"The server answers as {oracle_name} does. First difference: {difference}",
+        sections=["2"], steps=steps, file="", line=0)
+
+
+def _value(text: str, bound: set[str]) -> Matcher:
+    """A recorded field.  A handle seen for the first time is captured on replay, and
+    must differ from the handles captured before it (the oracle gave a new one)."""
+    new = re.fullmatch(r"\$(h\d+)", text)
+    if new and new.group(1) not in bound:
+        matcher = Matcher.distinct(new.group(1), sorted(bound))
+        bound.add(new.group(1))
+        return matcher
+    bound.update(re.findall(r"\$(h\d+)", text))
+    return Matcher(value=Value(text))
+
+
+def _row(row: str) -> Matcher:
+    if row.startswith("<fd> "):  # 'workers': file descriptors differ from run to run
+        return Matcher(pattern=r"\d+ " + re.escape(row[5:]).replace(r"\$", "$"))
+    return Matcher(value=Value(row))
+
+
+def _expectations(seen: Seen, bound: set[str]) -> list[Step]:
+    steps: list[Step] = []
+    for event in seen.events:
+        if event[0] == "packet":
+            packet_type = PacketType[event[1]]
+            fields = dict(f.split("=", 1) for f in event[2:])
+            steps.append(ExpectPacket(0, seen.conn, "", packet_type,
+                                      {k: _value(v, bound) for k, v in fields.items()}))
+        elif event[-1] == ".\n":
+            keys = ["$fa\t", "$fb\t", " $fa", " $fb", *(f"${h}\t" for h in sorted(bound))]
+            steps.append(ExpectList(0, seen.conn, "", [_row(r) for r in event[1:-1]],
+                                    [Value(k) for k in keys]))
+        else:
+            steps.append(ExpectLines(0, seen.conn, "", [Matcher(value=Value(line))
+                                                        for line in event[1:]]))
+    if seen.ending == "closed":
+        steps.append(ExpectClosed(0, seen.conn))
+    elif seen.ending == "stalled":
+        steps.append(ExpectStalled(0, seen.conn))
+    return steps

@@ -1,0 +1,234 @@
+"""The fuzzers, bounded and derandomised for CI, and planted bugs they must catch.
+
+`make fuzz` and `gearspec fuzz ... --budget` run the long campaigns."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conformance.baselines import baseline_for
+from conformance.results import RunResult, Verdict
+from conformance.scenario import SendRaw, load_catalog
+from conformance.targets import Target, parse_target
+from fuzz import server
+from fuzz.campaign import Campaign, diff_test, model_test, parser_test, save, server_test
+from fuzz.known import KNOWN, known_for, triggers
+from fuzz.parser import PROPERTIES
+from fuzz.strategies import REQUEST_TYPES, WIRE_TYPES, names
+from reference_server.client import Admin
+from reference_server.protocol import PACKETS, PacketType, encode, frame
+from tests.conftest import require_gearmand
+
+ROOT = Path(__file__).resolve().parent.parent
+PLANTED = f"exec:{sys.executable} {ROOT / 'tests' / 'planted.py'} {{bug}} -L {{host}} " \
+          "-p {port} -l none"
+
+
+def campaign(name: str, batch: int) -> Campaign:
+    return Campaign(name, [], batch=batch, derandomize=True)
+
+
+@pytest.mark.parametrize("name", list(PROPERTIES))
+def test_parser_properties(name: str) -> None:
+    run = campaign(name, 400)
+    run.run(parser_test(run, name))
+    assert run.failure is None, run.failure
+    assert run.examples >= 400
+
+
+@given(st.sampled_from(WIRE_TYPES), st.lists(names, min_size=1, max_size=6))
+def test_encoder_refuses_wrong_arity(packet_type: PacketType, args: list[bytes]) -> None:
+    expected = len(PACKETS[packet_type].args)
+    try:
+        encode(packet_type, *args)
+    except ValueError:
+        assert len(args) != expected
+    else:
+        assert len(args) == expected
+
+
+def test_strategies_cover_every_request_type() -> None:
+    assert {int(t) for t in REQUEST_TYPES} >= {7, 9, 13, 16, 23, 36, 37, 39, 41}
+
+
+@pytest.mark.parametrize("kind", ["ref", "gearmand"])
+def test_server_fuzzer(kind: str, start_target: Callable[..., Target]) -> None:
+    target = start_target(kind)
+    run = campaign("server", 60)
+    run.run(server_test(run, target, known_for(kind)))
+    assert run.failure is None, run.failure
+
+
+def test_known_findings_are_baselined() -> None:
+    for finding in KNOWN:
+        assert finding.case in baseline_for(finding.target).cases, finding
+        case = next(s for s in load_catalog() if s.id == finding.case)
+        headers = [frame(s.magic, s.packet_type, b"") for s in case.steps
+                   if isinstance(s, SendRaw) and s.magic and s.packet_type is not None]
+        assert any(finding.triggered_by(header) for header in headers), finding.case
+
+
+@given(server.noise_strategy(known_for("gearmand")))
+def test_avoided_findings_are_never_generated(noise: list[tuple[int, bytes]]) -> None:
+    for conn in {c for c, _ in noise}:
+        stream = b"".join(data for c, data in noise if c == conn)
+        assert b"\0REQ\x80" not in stream and b"\0RES\xff" not in stream
+        assert not triggers(known_for("gearmand"), noise)
+
+
+def test_server_fuzzer_finds_the_known_gearmand_crash(tmp_path: Path) -> None:
+    require_gearmand()
+    done = gearspec_fuzz("server", "--target", "gearmand", "--include-known", "--derandomize",
+                         "--batch", "60", "--save", str(tmp_path))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "gearmand died (exit status 1)" in done.stdout, done.stdout
+    [path] = tmp_path.glob("*.yaml")
+    crashed = replay(path, "gearmand", tmp_path).results
+    assert [r.verdict for r in crashed] == [Verdict.ERROR], crashed[0].message
+    assert [r.verdict for r in replay(path, "ref", tmp_path).results] == [Verdict.PASS]
+
+
+def leftovers(target: Target, pattern: str) -> list[bytes]:
+    """Functions a campaign left listed in ``status`` (fuzz/tidy.py drops them)."""
+    async def status() -> dict[bytes, tuple[int, int, int]]:
+        async with await Admin.connect(target.address) as admin:
+            return await admin.status()
+
+    return [name for name in asyncio.run(status()) if re.fullmatch(pattern.encode(), name)]
+
+
+@pytest.mark.parametrize("kind", ["ref", "gearmand"])
+def test_model_fuzzer(kind: str, start_target: Callable[..., Target]) -> None:
+    target = start_target(kind)
+    run = campaign("model", 30)
+    run.run(model_test(run, target))
+    assert run.failure is None, run.failure
+    assert run.examples >= 30
+    assert leftovers(target, r"m\d+_f[ab]") == []
+
+
+def test_diff_fuzzer_ref_against_gearmand(start_target: Callable[..., Target]) -> None:
+    subject, oracle = start_target("ref"), start_target("gearmand")
+    run = campaign("diff", 150)
+    run.run(diff_test(run, subject, oracle))
+    assert run.failure is None, run.failure
+    for target in (subject, oracle):
+        assert leftovers(target, r"d\d+x\d+yf[ab]") == [], target.name
+
+
+# ------------------------------------------------------------------ planted bugs
+
+def planted(bug: str) -> Target:
+    target = parse_target(PLANTED.format(bug=bug, host="{host}", port="{port}"))
+    target.start()
+    return target
+
+
+def replay(path: Path, target: str, tmp_path: Path) -> RunResult:
+    out = tmp_path / f"replay-{abs(hash(target))}.json"
+    subprocess.run([sys.executable, "-m", "gearspec", "run", "--scenario", str(path),
+                    "--target", target, "--json", str(out)], capture_output=True, text=True,
+                   timeout=120, cwd=ROOT, check=False)
+    return RunResult.from_json(out.read_text())
+
+
+def test_planted_forgotten_listener_is_caught_by_the_model(tmp_path: Path) -> None:
+    target = planted("forget-listener")
+    try:
+        run = Campaign("model", [target.name], batch=200, derandomize=True)
+        run.run(model_test(run, target))
+        assert run.failure is not None, "the model fuzzer missed a forgotten listener"
+        path = save(run, tmp_path)
+    finally:
+        target.stop()
+    assert path is not None
+    spec = PLANTED.format(bug="forget-listener", host="{host}", port="{port}")
+    assert [r.verdict for r in replay(path, spec, tmp_path).results] == [Verdict.FAIL]
+    assert [r.verdict for r in replay(path, "ref", tmp_path).results] == [Verdict.PASS]
+
+
+def test_planted_mis_split_is_caught_by_the_diff_fuzzer(tmp_path: Path) -> None:
+    require_gearmand()
+    target = planted("mis-split")
+    oracle = parse_target("gearmand")
+    oracle.start()
+    try:
+        run = Campaign("diff", [target.name, oracle.name], batch=300, derandomize=True)
+        run.run(diff_test(run, target, oracle))
+        assert run.failure is not None, "the diff fuzzer missed a mis-splitting codec"
+        path = save(run, tmp_path)
+    finally:
+        target.stop()
+        oracle.stop()
+    assert path is not None
+    spec = PLANTED.format(bug="mis-split", host="{host}", port="{port}")
+    assert [r.verdict for r in replay(path, spec, tmp_path).results] == [Verdict.FAIL]
+    assert [r.verdict for r in replay(path, "gearmand", tmp_path).results] == [Verdict.PASS]
+
+
+def test_planted_mis_split_fails_the_parser_property(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reference_server.protocol import codec
+    from tests.planted import MisSplittingDecoder
+
+    monkeypatch.setattr(codec, "Decoder", MisSplittingDecoder)
+    monkeypatch.setattr("fuzz.parser.Decoder", MisSplittingDecoder)
+    run = campaign("round-trip", 400)
+    run.run(parser_test(run, "round-trip"))
+    assert run.failure is not None
+    assert "SUBMIT_JOB" in run.failure or "WORK_" in run.failure, run.failure  # the example
+
+
+def test_example_database_replays_a_finding_first(monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    from reference_server.protocol import codec
+    from tests.planted import MisSplittingDecoder
+
+    monkeypatch.setattr(codec, "Decoder", MisSplittingDecoder)
+    monkeypatch.setattr("fuzz.parser.Decoder", MisSplittingDecoder)
+    first = Campaign("round-trip", [], batch=400, database=tmp_path / "db")
+    first.run(parser_test(first, "round-trip"))
+    assert first.failure is not None and any((tmp_path / "db").iterdir())
+    again = Campaign("round-trip", [], batch=400, database=tmp_path / "db")
+    again.run(parser_test(again, "round-trip"))
+    assert again.failure == first.failure
+    assert again.examples < first.examples  # the saved example ran first, then shrank
+
+
+# ------------------------------------------------------------------ the command
+
+def gearspec_fuzz(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gearspec", "fuzz", *args],
+                          capture_output=True, text=True, timeout=120, cwd=cwd, check=False)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["nosuch"], "invalid choice: 'nosuch'"),
+    (["parser", "--budget", "5x"], "'5x' is not a duration like 90s, 5m or 1h"),
+    (["server", "--target", "nosuch"], "unknown target 'nosuch'"),
+    (["model", "--target", "tcp://127.0.0.1:1"], "no answer from 127.0.0.1:1"),
+    (["parser", "--derandomize", "--db", "x"], "--db cannot go with --seed or --derandomize"),
+    (["parser", "--seed", "3", "--db", "x"], "--db cannot go with --seed or --derandomize"),
+    (["parser", "--batch", "0"], "--batch and --budget must be positive"),
+])
+def test_bad_arguments_print_one_line(args: list[str], words: str) -> None:
+    done = gearspec_fuzz(*args)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
+
+
+def test_command_runs_a_campaign_and_summarises(tmp_path: Path) -> None:
+    done = gearspec_fuzz("server", "--target", "ref", "--batch", "20", "--budget", "1s",
+                         "--db", str(tmp_path / "db"), "--save", str(tmp_path / "found"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^server against ref: \d+ examples in [\d.]+ s \(\d+/s\), \d+ rounds, "
+                     r"nothing found$", done.stdout, re.M), done.stdout
+    assert not (tmp_path / "found").exists()
