@@ -17,7 +17,14 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from fuzz.strategies import ADMIN_WORDS, chunked, garbage, packets
+from fuzz.strategies import (
+    EVENT_POOL,
+    EVENT_STREAMS,
+    GARBAGE_POOL,
+    GARBAGE_STREAMS,
+    cuts,
+    packets,
+)
 from reference_server.protocol import (
     HEADER_SIZE,
     Decoder,
@@ -28,9 +35,6 @@ from reference_server.protocol import (
 )
 
 LIMIT = 70_000  # max payload and line for the bounded-memory property
-
-admin_lines = st.builds(TextLine, st.sampled_from(ADMIN_WORDS).map(str.encode),
-                        st.sampled_from([b"\n", b"\r\n"]))
 
 
 def _wire(event: Packet | TextLine) -> bytes:
@@ -43,11 +47,19 @@ def round_trip(packet: Packet) -> None:
     assert decoder.buffered == 0
 
 
+_event_streams = st.sampled_from(EVENT_STREAMS)
+
+
 @st.composite
 def streams(draw: st.DrawFn) -> tuple[list[Packet | TextLine], list[bytes]]:
-    events: list[Packet | TextLine] = draw(st.lists(st.one_of(packets(), admin_lines),
-                                                    max_size=6))
-    return events, draw(chunked(b"".join(_wire(e) for e in events)))
+    """A stream from the corpus (one draw: see fuzz/strategies.py), cut anywhere."""
+    events = [EVENT_POOL[i] for i in draw(_event_streams)]
+    return events, cuts(draw, b"".join(_wire(e) for e in events))
+
+
+_garbage_streams = st.one_of(
+    st.sampled_from(GARBAGE_STREAMS).map(lambda s: b"".join(GARBAGE_POOL[i] for i in s)),
+    st.binary(min_size=1, max_size=300))
 
 
 def chunking_independent(case: tuple[list[Packet | TextLine], list[bytes]]) -> None:
@@ -76,9 +88,14 @@ def any_bytes_are_events_or_a_protocol_error(pieces: list[bytes]) -> None:
         assert decoder.buffered <= HEADER_SIZE + LIMIT, decoder.buffered
 
 
+@st.composite
+def _cut_garbage(draw: st.DrawFn) -> list[bytes]:
+    return cuts(draw, draw(_garbage_streams))
+
+
 PROPERTIES: dict[str, tuple[st.SearchStrategy[Any], Callable[[Any], None]]] = {
     "round-trip": (packets(), round_trip),
     "chunking": (streams(), chunking_independent),
-    "any-bytes": (st.lists(garbage(), max_size=5).map(b"".join).flatmap(chunked),
+    "any-bytes": (_cut_garbage(),
                   any_bytes_are_events_or_a_protocol_error),
 }

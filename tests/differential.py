@@ -135,6 +135,12 @@ class Player:
 
     async def play(self, case: Case) -> list[list[Reply]]:
         try:
+            # The target's readiness probe may still be listed under load: wait
+            # until 'workers' shows our admin connection alone, as at a quiet start.
+            for _ in range(200):
+                if await self._connections_listed() <= 1:
+                    break
+                await asyncio.sleep(0.01)
             return [await self.step(name, data) for name, data in case.steps]
         finally:
             for link in self.links.values():

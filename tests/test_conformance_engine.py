@@ -166,6 +166,34 @@ class TestVerdicts:
             """)
         assert play(tmp_path, ref_server, body) == (Verdict.PASS, "")
 
+    def test_finish_waits_for_the_server_to_close(self, tmp_path: Path,
+                                                  ref_server: Target) -> None:
+        body = case("""\
+            - c send ECHO_REQ: {data: x}
+            - c send-text: "partial line without its end"
+            - c finish
+            - d send ECHO_REQ: {data: y}
+            - d expect ECHO_RES: {data: y}
+            """)
+        assert play(tmp_path, ref_server, body) == (Verdict.PASS, "")
+
+    def test_finish_fails_when_the_server_keeps_the_connection(self, tmp_path: Path) -> None:
+        async def main() -> tuple[Verdict, str]:
+            async def keep(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                await asyncio.sleep(5)  # ignores EOF, never closes
+                writer.close()
+
+            server = await asyncio.start_server(keep, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            scenario = load_one(tmp_path, case("- c finish:\n  within: 0.2\n"))
+            async with server:
+                outcome = await run_scenario(scenario, ("127.0.0.1", port), tag="t_")  # type: ignore[arg-type]
+            return outcome.verdict, outcome.message
+
+        verdict, message = asyncio.run(main())
+        assert verdict is Verdict.FAIL
+        assert "kept the connection open after the client's EOF" in message
+
     def test_one_of_takes_the_matching_alternative(self, tmp_path: Path,
                                                    ref_server: Target) -> None:
         body = case("""\
