@@ -7,16 +7,18 @@
 #   make test     lint and the whole test suite (this is what CI runs)
 #   make bench    the benchmark: reference server vs /usr/sbin/gearmand, same load, same run
 #   make fuzz     every fuzzer for FUZZ_BUDGET (2m) each: longer than CI's fixed-seed runs
+#   make bench-pcap  capture decoding speed over a made-up million-packet capture
 
 PYTHON  ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-# Real Gearman peers the tests talk to (gearmand, the libgearman CLIs, PHP and Perl clients).
+# Real Gearman peers the tests talk to (gearmand, the libgearman CLIs, PHP and Perl clients),
+# Chromium for the report test, tshark and tcpdump for the capture tests.
 APT_PACKAGES := gearman-job-server gearman-tools gearman-server php-cli php-gearman \
-                libgearman-client-perl chromium
+                libgearman-client-perl chromium tshark tcpdump
 
-.PHONY: all setup apt venv test lint report bench fuzz clean
+.PHONY: all setup apt venv test lint report bench bench-pcap fuzz clean
 
 all: test
 
@@ -72,6 +74,10 @@ fuzz: setup
 	  echo "gearspec fuzz $$fuzzer"; \
 	  $(BIN)/gearspec fuzz $$fuzzer $(FUZZ_ARGS) || found=1; \
 	done; exit $$found
+
+# Decoding speed of captures: a made-up capture of a million Gearman packets.
+bench-pcap: setup
+	$(BIN)/python -m conformance.capture.bench
 
 clean:
 	rm -rf $(VENV) reports/latest .pytest_cache .hypothesis

@@ -59,6 +59,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     add("--report", type=Path, default=None, metavar="DIR",
         help="also render the HTML report into DIR")
     add("--junit", type=Path, default=None, metavar="FILE", help="also write JUnit XML")
+    add("--pcap-dir", type=Path, default=None, metavar="DIR",
+        help="write each case's traffic as DIR/<target>/<case id, / as __>.pcap")
     add("--bench", type=Path, default=None, metavar="FILE",
         help="gearspec bench --json figures to chart in the HTML report")
     return parser
@@ -91,7 +93,8 @@ def execute(argv: list[str], prog: str = "gearspec run") -> tuple[RunResult, arg
         parse_target(spec)  # unknown kinds fail here, before anything starts
     options = RunOptions(jobs=args.jobs, timeout_factor=args.timeout_factor,
                          strict=args.strict, select=args.select, exclude=args.exclude,
-                         baseline_dir=str(args.baselines) if args.baselines else None)
+                         baseline_dir=str(args.baselines) if args.baselines else None,
+                         pcap_dir=str(args.pcap_dir) if args.pcap_dir else None)
     result = asyncio.run(run(chosen, [(s, extra.get(s, [])) for s in specs], options,
                              terminal_progress, {s.id for s in catalog},
                              check_baselines=not args.scenario))

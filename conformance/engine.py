@@ -118,10 +118,41 @@ def describe(event: Incoming, usual: Magic = Magic.RES) -> str:
     return f"garbage {show(event.data)} ({event.error})"
 
 
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """What one TCP connection carried, byte for byte, for writing pcaps.
+
+    The transcript's entries are for reading (and cut at 4096 bytes); chunks
+    are the wire: each write of the harness and each read from the server,
+    in the order they happened, plus the connection's opening and closes.
+    They stay in memory and out of the run JSON.
+    """
+
+    t: float  # seconds since the case started (the entries' clock)
+    stream: int  # one per TCP connection (a name reopened after a hangup is a new one)
+    conn: str  # the scenario's connection name
+    direction: str  # "send" (client → server) or "recv"
+    kind: str  # "open", "data", "eof" (a FIN) or "reset"
+    data: bytes = b""
+
+
 class Transcript:
-    def __init__(self) -> None:
+    def __init__(self, record_raw: bool = False) -> None:
         self.entries: list[Entry] = []
         self.t0 = time.monotonic()
+        self.started = time.time()  # wall clock of t0, for capture timestamps
+        self.raw: list[Chunk] | None = [] if record_raw else None
+        self._streams = itertools.count()
+
+    def new_stream(self) -> int:
+        return next(self._streams)
+
+    def record(self, stream: int, conn: str, direction: str, kind: str,
+               data: bytes = b"") -> None:
+        """Keep a wire chunk, when this transcript records them (``record_raw``)."""
+        if self.raw is not None:
+            self.raw.append(Chunk(time.monotonic() - self.t0, stream, conn, direction, kind,
+                                  data))
 
     def add(self, conn: str, direction: str, kind: str, summary: str, data: bytes = b"",
             fields: dict[str, bytes] | None = None, sync: bool = False) -> None:
@@ -164,6 +195,9 @@ class Wire:
         self.name = name
         self.writer = writer
         self.transcript = transcript
+        self.stream = transcript.new_stream()
+        self.eof_sent = False
+        transcript.record(self.stream, name, "send", "open")
         self.events: deque[Incoming] = deque()
         self.arrived = asyncio.Event()
         self.closed_by_server = False
@@ -178,16 +212,21 @@ class Wire:
                 data = await reader.read(65536)
                 if not data:
                     break
+                self._record("recv", "data", data)
                 decoder.feed(data)
                 try:
                     while (event := decoder.next_event()) is not None:
                         self._push(event)
                 except ProtocolError as error:
-                    rest = bytes(decoder._buf[decoder._pos:])  # what could not be decoded
+                    rest = decoder.pending()  # what could not be decoded
                     self._push(Garbage(rest, str(error)))
                     while data := await reader.read(65536):
+                        self._record("recv", "data", data)
                         self._push(Garbage(data, "after garbage"))
                     break
+            self._record("recv", "eof")
+        except ConnectionResetError:
+            self._record("recv", "reset")
         except (ConnectionError, OSError):
             pass
         self.closed_by_server = not self.hung_up
@@ -201,6 +240,9 @@ class Wire:
         self.events.append(event)
         self.arrived.set()
 
+    def _record(self, direction: str, kind: str, data: bytes = b"") -> None:
+        self.transcript.record(self.stream, self.name, direction, kind, data)
+
     def send(self, data: bytes, sync: bool = False) -> None:
         self.transcript.sent(self.name, data, sync)
         if self.writer.is_closing():
@@ -208,7 +250,9 @@ class Wire:
         try:
             self.writer.write(data)
         except (ConnectionError, OSError, RuntimeError):
-            pass  # the server closed: the next expectation will see it
+            return  # the server closed: the next expectation will see it
+        if data:  # only what really left: a capture must not show bytes never sent
+            self._record("send", "data", data)
 
     async def next(self, deadline: float) -> Incoming | None:
         """The next event, or None at the deadline (the event stays unread)."""
@@ -230,11 +274,18 @@ class Wire:
         if self.writer.can_write_eof() and not self.writer.is_closing():
             with contextlib.suppress(ConnectionError, OSError):
                 self.writer.write_eof()
+                self._client_eof()
+
+    def _client_eof(self) -> None:
+        if not self.eof_sent:
+            self.eof_sent = True
+            self._record("send", "eof")
 
     async def close(self) -> None:
         self.hung_up = True
         if not self.writer.is_closing():
             self.writer.close()
+            self._client_eof()
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
         self._task.cancel()
@@ -248,13 +299,17 @@ class Outcome:
     message: str = ""
     step: int | None = None
     entries: list[Entry] = field(default_factory=list)
+    # The wire, byte for byte, when run_scenario was asked to record it (for pcaps);
+    # never part of the results.
+    raw: list[Chunk] | None = None
+    started: float = 0.0  # wall-clock time of the transcript's t=0
 
 
 class Context:
     """Variables and connections of one case."""
 
     def __init__(self, scenario: Scenario, address: tuple[str, int], tag: str,
-                 timeout_factor: float, has_echo: bool) -> None:
+                 timeout_factor: float, has_echo: bool, record_raw: bool = False) -> None:
         self.scenario = scenario
         self.address = address
         self.tag = tag
@@ -262,7 +317,7 @@ class Context:
         self.has_echo = has_echo
         self.variables: dict[str, bytes] = {}
         self.wires: dict[str, Wire] = {}
-        self.transcript = Transcript()
+        self.transcript = Transcript(record_raw)
         self.markers = itertools.count(1)
 
     # -- values ---------------------------------------------------------------
@@ -562,9 +617,11 @@ def _alternative_matches(ctx: Context, steps: list[Step], events: list[Incoming]
 
 async def run_scenario(scenario: Scenario, address: tuple[str, int], *, tag: str,
                        timeout_factor: float = 1.0, has_echo: bool = True,
-                       target_control: TargetControl | None = None) -> Outcome:
-    """Play a scenario; the outcome holds the verdict and the transcript."""
-    ctx = Context(scenario, address, tag, timeout_factor, has_echo)
+                       target_control: TargetControl | None = None,
+                       record_raw: bool = False) -> Outcome:
+    """Play a scenario; the outcome holds the verdict and the transcript (and with
+    ``record_raw`` every byte on the wire, in ``Outcome.raw``)."""
+    ctx = Context(scenario, address, tag, timeout_factor, has_echo, record_raw)
     failing = {"MUST": Verdict.FAIL, "SHOULD": Verdict.NON_STRICT, "MAY": Verdict.INFO}
     worst = Verdict.PASS
     notes: list[str] = []
@@ -615,4 +672,7 @@ def _rank(verdict: Verdict) -> int:
 
 
 def _outcome(ctx: Context, verdict: Verdict, message: str, step: int | None) -> Outcome:
-    return Outcome(verdict, message, step, ctx.transcript.entries)
+    # ``raw`` is the live list: the connections closed after the verdict still add
+    # their FINs to it.
+    return Outcome(verdict, message, step, ctx.transcript.entries, ctx.transcript.raw,
+                   ctx.transcript.started)

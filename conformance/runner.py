@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import os
+import re
 import secrets
 import sys
 import time
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from conformance.baselines import BASELINE_DIR, Baseline, baseline_for, check_ids, judge
 from conformance.coverage import coverage
-from conformance.engine import run_scenario
+from conformance.engine import Outcome, run_scenario
 from conformance.results import CaseResult, RunResult, ScenarioInfo, TargetInfo, Verdict
 from conformance.scenario import Scenario, TargetAction
 from conformance.targets import CRASH_SETTLE, Target, TargetError, parse_target
@@ -41,6 +42,8 @@ class RunOptions:
     select: list[str] = field(default_factory=list)  # id globs; empty: all
     exclude: list[str] = field(default_factory=list)
     baseline_dir: str | None = None
+    # One pcap per case and target, under pcap_dir (see pcap_path); None: no captures.
+    pcap_dir: str | None = None
 
 
 def select(scenarios: list[Scenario], include: list[str], exclude: list[str]) -> list[Scenario]:
@@ -54,6 +57,21 @@ def baseline_name(spec: str) -> str:
     """The baseline file a target spec uses: its kind (``tcp://…`` → ``tcp``)."""
     return spec.split("://", 1)[0] if "://" in spec else spec.split(":", 1)[0]
     # (so exec:... uses baselines/exec.yaml, tcp://... uses baselines/tcp.yaml)
+
+
+def pcap_path(directory: str | Path, spec: str, scenario_id: str) -> Path:
+    """Where ``--pcap-dir`` puts a case's capture: ``DIR/<target>/<id>.pcap``, with the
+    id's ``/`` as ``__`` and anything but letters, digits, ``.``, ``_`` and ``-`` in the
+    target spec as ``_`` (``tcp://10.0.0.5:4730`` → ``tcp___10.0.0.5_4730``)."""
+    target = re.sub(r"[^A-Za-z0-9._-]", "_", spec) or "_"
+    return Path(directory) / target / (scenario_id.replace("/", "__") + ".pcap")
+
+
+def _write_pcap(path: Path, outcome: Outcome) -> None:
+    from conformance.capture.pcapwrite import write_pcap  # scapy only loads when asked
+
+    assert outcome.raw is not None
+    write_pcap(path, outcome.raw, started=outcome.started)
 
 
 Progress = Callable[[str, int, int, int], None]  # target, done, total, unexpected
@@ -145,7 +163,7 @@ class _TargetRun:
                     async with restart_lock:
                         if not target.alive():
                             await asyncio.to_thread(target.restart)
-                result = await self._play(target, scenario)
+                result, outcome = await self._play(target, scenario)
                 # A case that did not pass may have killed the server: give a dying
                 # process a moment, so the crash is reported rather than a close.
                 settle = 0.0 if result.verdict == Verdict.PASS else CRASH_SETTLE
@@ -157,11 +175,17 @@ class _TargetRun:
                                               f"{'; ' + result.message if result.message else ''}")
                             result.log = target.log_text().splitlines()[-20:]
                             await asyncio.to_thread(target.restart)
+                # After the verdict is final: the capture takes no part in it.
+                if outcome is not None and self.run_options.pcap_dir is not None:
+                    await self._capture(pcap_path(self.run_options.pcap_dir, self.spec,
+                                                  scenario.id), outcome)
                 self._record(result)
 
         await asyncio.gather(*(one(s) for s in scenarios))
 
-    async def _play(self, target: Target, scenario: Scenario) -> CaseResult:
+    async def _play(self, target: Target, scenario: Scenario
+                    ) -> tuple[CaseResult, Outcome | None]:
+        """The case's result, and the engine's outcome (None after a harness error)."""
         log_before = len(target.log_text().splitlines())
         tag = f"g{self.run_id}{self.index[scenario.id]:x}_"
 
@@ -175,14 +199,25 @@ class _TargetRun:
         try:
             outcome = await run_scenario(
                 scenario, target.address, tag=tag, timeout_factor=self.run_options.timeout_factor,
-                has_echo="echo" in target.capabilities, target_control=control)
+                has_echo="echo" in target.capabilities, target_control=control,
+                record_raw=self.run_options.pcap_dir is not None)
         except Exception as error:  # a harness bug must not stop the run
             return CaseResult(scenario.id, self.spec, Verdict.ERROR,
                               f"harness error: {type(error).__name__}: {error}",
-                              duration=time.monotonic() - started)
+                              duration=time.monotonic() - started), None
         log = target.log_text().splitlines()[log_before:][-50:]
         return CaseResult(scenario.id, self.spec, outcome.verdict, outcome.message, outcome.step,
-                          round(time.monotonic() - started, 4), outcome.entries, log)
+                          round(time.monotonic() - started, 4), outcome.entries, log), outcome
+
+    async def _capture(self, path: Path, outcome: Outcome) -> None:
+        """Write the case's pcap.  In a thread, so the cases still running keep their
+        event loop (and their timeouts); a capture that cannot be written is a warning,
+        never a verdict."""
+        try:
+            await asyncio.to_thread(_write_pcap, path, outcome)
+        except Exception as error:
+            print(f"warning: cannot write {path}: {type(error).__name__}: {error}",
+                  file=sys.stderr)
 
 
 async def run(scenarios: list[Scenario], targets: list[tuple[str, list[str]]],

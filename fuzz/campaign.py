@@ -23,7 +23,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.stateful import run_state_machine_as_test
 
 from conformance.scenario import Scenario
-from conformance.targets import Target
+from conformance.targets import CRASH_SETTLE, Target
 from conformance.writer import dump
 from fuzz import diff, model, server
 from fuzz.known import KnownFinding
@@ -129,6 +129,10 @@ def revive(target: Target) -> str | None:
     return f"{target.name} died ({how})"
 
 
+def _log_tail(target: Target, lines: int = 5) -> str:
+    return " | ".join(target.log_text().splitlines()[-lines:]) or "(no log)"
+
+
 def parser_test(campaign: Campaign, name: str) -> Callable[[], None]:
     strategy, check = PROPERTIES[name]
 
@@ -179,8 +183,16 @@ def diff_test(campaign: Campaign, subject: Target, oracle: Target) -> Callable[[
     def differential(sends: list[diff.Send]) -> None:
         campaign.tick()
         tag = f"d{campaign.rounds}x{campaign.examples}y"
-        mine = diff.record(subject.address, sends, tag)
-        theirs = diff.record(oracle.address, sends, tag)
+        try:
+            mine = diff.record(subject.address, sends, tag)
+            theirs = diff.record(oracle.address, sends, tag)
+        except OSError as error:  # refused or reset: did one of them die?
+            deaths = []
+            for target in (subject, oracle):
+                if not target.alive(CRASH_SETTLE):
+                    tail = _log_tail(target)  # before the restart starts a new log
+                    deaths.append(f"{revive(target)}; its log ends: {tail}")
+            raise AssertionError("; ".join(deaths) or str(error)) from None
         for target, other, survivor in ((subject, oracle, theirs), (oracle, subject, mine)):
             died = revive(target)
             if died:  # the survivor's answers are what the dead one owed

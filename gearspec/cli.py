@@ -35,6 +35,8 @@ def _run(argv: list[str]) -> int:
     result.write(args.json)
     print(summary(result, args.format))
     print(f"\nresults: {args.json}")
+    if args.pcap_dir:
+        print(f"pcaps: {args.pcap_dir}")
     if args.junit:
         from reports.junit import write_junit
 
@@ -77,6 +79,18 @@ def _bench(argv: list[str]) -> int:
     return main(argv, prog="gearspec bench")
 
 
+def _pcap(argv: list[str]) -> int:
+    from conformance.capture.cli import main
+
+    return main(argv, prog="gearspec pcap")
+
+
+def _replay(argv: list[str]) -> int:
+    from conformance.capture.replay import main
+
+    return main(argv, prog="gearspec replay")
+
+
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "serve": (_serve, "run the reference job server (gearmand's options)"),
     "run": (_run, "play the conformance scenarios against servers"),
@@ -84,6 +98,8 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "fuzz": (_fuzz, "fuzz the codec, a server, a model of it, or two servers against each other"),
     "bench": (_bench, "load-test servers and compare them with gearmand"),
     "durability": (_durability, "kill servers during background jobs; count lost jobs"),
+    "pcap": (_pcap, "decode a capture's Gearman traffic, or turn it into a scenario"),
+    "replay": (_replay, "replay a capture against a server and compare the answers"),
 }
 
 

@@ -14,6 +14,7 @@ from reference_server.protocol.codec import (
     encode,
     frame,
     response,
+    split_arguments,
 )
 from reference_server.protocol.errors import (
     BadMagic,
@@ -39,5 +40,6 @@ __all__ = [
     "BadMagic", "DEFAULT_MAX_LINE", "DEFAULT_MAX_PAYLOAD", "Decoder", "Direction", "ErrorCode",
     "Event", "HEADER_SIZE", "LineTooLong", "Magic", "PACKETS", "Packet", "PacketSpec",
     "PacketTooLarge", "PacketType", "ProtocolError", "TYPE_LIMIT", "TextLine",
-    "UnknownPacketType", "WrongArgumentCount", "decode_all", "encode", "frame", "response", "spec",
+    "UnknownPacketType", "WrongArgumentCount", "decode_all", "encode", "frame", "response",
+    "split_arguments", "spec",
 ]

@@ -163,6 +163,15 @@ class Decoder:
         """Bytes received but not yet turned into events."""
         return len(self._buf) - self._pos
 
+    def pending(self) -> bytes:
+        """The bytes fed and not yet decoded (a copy)."""
+        return bytes(self._buf[self._pos:])
+
+    def discard(self, count: int) -> None:
+        """Drop ``count`` undecoded bytes: a capture reader that missed the start
+        of a stream skips to where a packet or line can begin."""
+        self._pos += min(count, self.buffered)
+
     def feed(self, data: bytes) -> None:
         if self._pos:
             del self._buf[:self._pos]
@@ -235,6 +244,14 @@ def encode(packet_type: int, *args: bytes, magic: Magic = Magic.REQ) -> bytes:
         if b"\0" in arg:
             raise ValueError(f"{spec.name}: argument {name!r} may not contain NUL bytes")
     return frame(magic.value, packet_type, b"\0".join(args))
+
+
+def split_arguments(packet_type: PacketType, payload: bytes) -> tuple[bytes, ...]:
+    """A payload's arguments split as the decoder splits them (N-1 separators, NULs
+    kept in the last), for tools that hold a payload without a stream: the scapy
+    layer.  (The decoder inlines this on its hot path.)"""
+    count = len(PACKETS[packet_type].args)
+    return tuple(payload.split(b"\0", count - 1)) if count else ()
 
 
 def frame(magic: bytes, packet_type: int, payload: bytes) -> bytes:

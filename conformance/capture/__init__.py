@@ -1,0 +1,1 @@
+"""Packet captures: the scapy Gearman layer, reading, replaying and writing pcaps."""
