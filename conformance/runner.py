@@ -54,7 +54,12 @@ def select(scenarios: list[Scenario], include: list[str], exclude: list[str]) ->
 
 
 def baseline_name(spec: str) -> str:
-    """The baseline file a target spec uses: its kind (``tcp://…`` → ``tcp``)."""
+    """The baseline file a target spec uses: its kind (``tcp://…`` → ``tcp``); for a
+    ``docker:`` image, the one its label names (the gearmand image: ``gearmand``)."""
+    if spec.startswith(("docker:", "docker-published:")):
+        from conformance.containers import baseline_of
+
+        return baseline_of(spec)
     return spec.split("://", 1)[0] if "://" in spec else spec.split(":", 1)[0]
     # (so exec:... uses baselines/exec.yaml, tcp://... uses baselines/tcp.yaml)
 

@@ -377,7 +377,8 @@ def gearmand_available() -> bool:
 
 
 def parse_target(spec: str, options: list[str] | None = None) -> Target:
-    """``ref``, ``gearmand`` or ``tcp://HOST:PORT``."""
+    """``ref``, ``gearmand``, ``perl``, ``gear``, ``exec:...``, ``tcp://HOST:PORT`` or
+    ``docker:IMAGE`` (``docker-published:IMAGE``)."""
     options = list(options or [])
     if spec == "ref":
         return RefTarget(options=options)
@@ -401,5 +402,9 @@ def parse_target(spec: str, options: list[str] | None = None) -> Target:
             raise TargetError(str(error)) from None
         return Target(name=spec, host=host, port=port,
                       capabilities=frozenset({"grab_job_uniq", "echo"}), ready_timeout=3.0)
+    if spec.startswith(("docker:", "docker-published:")):
+        from conformance.containers import parse_docker
+
+        return parse_docker(spec, options)
     raise TargetError(f"unknown target {spec!r} (known: ref, gearmand, perl, gear, "
-                      "exec:'COMMAND with {port}', tcp://HOST:PORT)")
+                      "exec:'COMMAND with {port}', tcp://HOST:PORT, docker:IMAGE)")

@@ -91,6 +91,19 @@ def _replay(argv: list[str]) -> int:
     return main(argv, prog="gearspec replay")
 
 
+def _docker(argv: list[str]) -> int:
+    from conformance.images import main
+
+    return main(argv, prog="gearspec docker")
+
+
+def _matrix(argv: list[str]) -> int:
+    # One run over many targets with its report: `run` with the matrix as the point.
+    if "--report" not in argv:
+        argv = [*argv, "--report", "reports/latest/matrix"]
+    return _run(argv)
+
+
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "serve": (_serve, "run the reference job server (gearmand's options)"),
     "run": (_run, "play the conformance scenarios against servers"),
@@ -98,13 +111,15 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "fuzz": (_fuzz, "fuzz the codec, a server, a model of it, or two servers against each other"),
     "bench": (_bench, "load-test servers and compare them with gearmand"),
     "durability": (_durability, "kill servers during background jobs; count lost jobs"),
+    "matrix": (_matrix, "one run over many targets, one report with their matrix"),
+    "docker": (_docker, "build server images (gearmand, perl, ref) without a registry"),
     "pcap": (_pcap, "decode a capture's Gearman traffic, or turn it into a scenario"),
     "replay": (_replay, "replay a capture against a server and compare the answers"),
 }
 
 
 def _usage() -> str:
-    rows = "\n".join(f"  {name:<8} {text}" for name, (_, text) in COMMANDS.items())
+    rows = "\n".join(f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items())
     return (f"usage: gearspec COMMAND [options]   (gearspec COMMAND --help for more)\n\n"
             f"commands:\n{rows}\n")
 

@@ -1,0 +1,201 @@
+"""Docker targets: images built here without a registry, run on the host's
+network bound to 127.0.0.1, killed from outside, and nothing left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.containers import OWNER_LABEL, DockerTarget, ensure_engine, parse_docker
+from conformance.results import RunResult, Verdict
+from conformance.runner import RunOptions, run
+from conformance.scenario import load_catalog, load_file
+from conformance.targets import TargetError
+from tests.conftest import require_gearmand
+
+ROOT = Path(__file__).resolve().parent.parent
+GEARMAND_IMAGE = "gearspec/gearmand:1.1.20"
+
+
+@pytest.fixture(scope="session")
+def engine() -> Any:
+    try:
+        return ensure_engine()
+    except TargetError as error:
+        pytest.skip(f"no Docker engine here: {error} (apt-get install docker.io; as root "
+                    "the tests start dockerd --iptables=false --bridge=none themselves)")
+
+
+@pytest.fixture(scope="session")
+def gearmand_image(engine: Any) -> Iterator[str]:
+    """The gearmand image, built once per test run however many processes ask (a
+    rebuild while another process runs the old image would leave it behind)."""
+    require_gearmand()
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))
+    marker = Path(tempfile.gettempdir()) / f"gearspec-image-{run_id}"
+    with open(Path(tempfile.gettempdir()) / "gearspec-image-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not marker.exists():
+            done = subprocess.run([sys.executable, "-m", "gearspec", "docker", "build",
+                                   "gearmand"], capture_output=True, text=True, timeout=300,
+                                  cwd=ROOT)
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.strip() == f"built {GEARMAND_IMAGE}"
+            marker.touch()
+    yield GEARMAND_IMAGE
+
+
+def ours(engine: Any) -> list[Any]:
+    """Containers this test process started and has not removed."""
+    return engine.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={os.getpid()}"})
+
+
+def test_catalog_against_the_image_matches_local_gearmand(engine: Any, gearmand_image: str
+                                                          ) -> None:
+    catalog = load_catalog()
+    result = asyncio.run(run(catalog, [(f"docker:{gearmand_image}", []), ("gearmand", [])],
+                             RunOptions()))
+    docker_side = {r.scenario: r.verdict for r in result.results if r.target.startswith("docker")}
+    local = {r.scenario: r.verdict for r in result.results if r.target == "gearmand"}
+    assert len(docker_side) == len(catalog)
+    differ = {case: (docker_side[case], local[case]) for case in local
+              if docker_side[case] != local[case]}
+    assert differ == {}
+    assert result.unexpected == []  # judged by gearmand's baseline, through the image label
+    assert ours(engine) == []
+
+
+KILLED = """\
+topic: killed
+scenarios:
+  - case: killed-while-waiting
+    title: the container is killed from outside during this case
+    level: MUST
+    source: test
+    requirement: nothing
+    exclusive: true
+    steps:
+      - c send ECHO_REQ: {data: before}
+      - c expect ECHO_RES: {data: before}
+      - c expect-silence: 5
+  - case: after
+    title: the next case meets a restarted container
+    level: MUST
+    source: test
+    requirement: nothing
+    exclusive: true
+    steps:
+      - c send ECHO_REQ: {data: after}
+      - c expect ECHO_RES: {data: after}
+"""
+
+
+def test_a_container_killed_from_outside(engine: Any, gearmand_image: str,
+                                         tmp_path: Path) -> None:
+    path = tmp_path / "killed.yaml"
+    path.write_text(KILLED)
+    scenarios = load_file(path, tmp_path)
+    killed: list[str] = []
+
+    def kill_when_running() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not killed:
+            for container in ours(engine):
+                if container.status == "running":
+                    time.sleep(1.0)  # the first case is in its silence by now
+                    container.kill()
+                    killed.append(container.id)
+                    return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_when_running)
+    killer.start()
+    result = asyncio.run(run(scenarios, [(f"docker:{gearmand_image}", [])],
+                             RunOptions(jobs=1), check_baselines=False))
+    killer.join()
+    assert killed
+    first, second = result.results
+    assert first.verdict is Verdict.ERROR and "the server died" in first.message, first
+    assert second.verdict is Verdict.PASS, second.message
+    assert ours(engine) == []
+    assert engine.images.list(filters={"dangling": True}) == []
+
+
+def test_target_lifecycle_and_bad_image(engine: Any, gearmand_image: str) -> None:
+    target = parse_docker(f"docker:{gearmand_image}", ["--threads", "1", "--verbose", "INFO"])
+    assert isinstance(target, DockerTarget)
+    target.start()
+    try:
+        assert {"restart", "persistence", "server_options"} <= target.capabilities
+        assert target.version() == "1.1.20+ds"
+        target.kill()
+        assert not target.alive(settle=5)
+        target.restart()
+        assert target.alive()
+        assert f"127.0.0.1:{target.port}" in target.log_text()  # both containers' logs
+    finally:
+        target.stop()
+    assert ours(engine) == []
+    with pytest.raises(TargetError, match="no image 'gearspec/nosuch:0'"):
+        parse_docker("docker:gearspec/nosuch:0", []).start()
+    with pytest.raises(TargetError, match="say which image"):
+        parse_docker("docker:", [])
+
+
+def test_matrix_report_agrees_with_single_target_runs(engine: Any, gearmand_image: str,
+                                                      tmp_path: Path) -> None:
+    targets = ["ref", "gearmand", "perl", "gear", f"docker:{gearmand_image}"]
+    select = ["--select", "submit/basic/*", "--select", "client/echo/*"]
+    args = [a for t in targets for a in ("--target", t)]
+    done = subprocess.run([sys.executable, "-m", "gearspec", "matrix", *args, *select,
+                           "--json", str(tmp_path / "matrix.json"),
+                           "--report", str(tmp_path / "html")],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    matrix = RunResult.from_json((tmp_path / "matrix.json").read_text())
+    assert [t.name for t in matrix.targets] == targets
+    for target in targets:
+        single = tmp_path / f"single-{abs(hash(target))}.json"
+        alone = subprocess.run([sys.executable, "-m", "gearspec", "run", "--target", target,
+                                *select, "--json", str(single)],
+                               capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert alone.returncode == 0, alone.stdout + alone.stderr
+        one = RunResult.from_json(single.read_text())
+        assert {(r.scenario, r.verdict) for r in one.results} == \
+            {(r.scenario, r.verdict) for r in matrix.results if r.target == target}, target
+        assert one.totals()[target] == matrix.totals()[target]
+    index = (tmp_path / "html" / "index.html").read_text()
+    assert all(json.dumps(t)[1:-1] in index for t in targets)
+    assert ours(engine) == []
+
+
+@pytest.mark.parametrize("kind", ["perl", "ref"])
+def test_other_images_answer_like_their_local_servers(engine: Any, kind: str,
+                                                      tmp_path: Path) -> None:
+    with open(Path(tempfile.gettempdir()) / "gearspec-image-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = subprocess.run([sys.executable, "-m", "gearspec", "docker", "build", kind],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    image = done.stdout.split()[-1]
+    chosen = [s for s in load_catalog() if s.id.startswith(("submit/basic/", "client/echo/"))]
+    result = asyncio.run(run(chosen, [(f"docker:{image}", []), (kind, [])], RunOptions(),
+                             catalog_ids={s.id for s in load_catalog()}))
+    verdicts: dict[str, dict[str, Verdict]] = {}
+    for r in result.results:
+        verdicts.setdefault(r.target, {})[r.scenario] = r.verdict
+    assert verdicts[f"docker:{image}"] == verdicts[kind]
+    assert result.unexpected == []
+    assert ours(engine) == []
