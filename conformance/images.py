@@ -34,12 +34,12 @@ def shared_libraries(binary: Path) -> list[Path]:
     return [Path(p) for p in re.findall(r"(/\S+) \(0x", out)]
 
 
-def _directory(tar: tarfile.TarFile, path: Path, made: set[str]) -> None:
+def _directory(tar: tarfile.TarFile, path: Path, made: set[str], mode: int = 0o755) -> None:
     """A directory entry, once (the engine refuses duplicate paths)."""
     if str(path) not in made:
         made.add(str(path))
         info = tarfile.TarInfo(str(path).lstrip("/"))
-        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        info.type, info.mode = tarfile.DIRTYPE, mode
         tar.addfile(info)
 
 
@@ -137,16 +137,14 @@ def build(kind: str) -> str:
         with tarfile.open(archive, "w") as tar:
             seen: set[str] = set()
             made: set[str] = set()
+            for directory in dirs:  # first: /tmp is also the parent of a checkout there
+                _directory(tar, Path(directory), made, 0o1777)
             for path in files:
                 # Directories, even where the host has a symlink (/lib -> usr/lib on a
                 # merged-/usr Debian): the link's target may not be in the image.
                 for parent in reversed(path.parents[:-1]):
                     _directory(tar, parent, made)
                 _add(tar, path, seen, made)
-            for directory in dirs:
-                info = tarfile.TarInfo(directory.lstrip("/"))
-                info.type, info.mode = tarfile.DIRTYPE, 0o1777
-                tar.addfile(info)
         changes = [f"LABEL {key}={json.dumps(value)}" for key, value in labels.items()]
         if "org.gearspec.pythonpath" in labels:
             changes.append(f"ENV PYTHONPATH={labels['org.gearspec.pythonpath']}")
@@ -155,8 +153,12 @@ def build(kind: str) -> str:
             previous = engine.images.get(tag).id
         except Exception:
             previous = None
-        engine.api.import_image_from_file(str(archive), repository=repository, tag=version,
-                                          changes=changes)
+        try:
+            engine.api.import_image_from_file(str(archive), repository=repository,
+                                              tag=version, changes=changes)
+        except Exception as error:  # docker.errors.APIError: say it in one line
+            raise TargetError(f"the engine refused {tag}: "
+                              f"{getattr(error, 'explanation', None) or error}") from None
     if previous is not None and previous != engine.images.get(tag).id:
         # The image this tag named before is now nameless: nothing should be left over.
         with contextlib.suppress(Exception):
