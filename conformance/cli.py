@@ -22,21 +22,14 @@ from conformance.results import RunResult
 from conformance.runner import RunOptions, run, select, terminal_progress
 from conformance.scenario import SCENARIO_DIR, ScenarioError, load_catalog, load_file
 from conformance.targets import TargetError, parse_target
+from reference_server.usage import Parser, UsageError
 
 DEFAULT_JSON = Path("reports/latest/run.json")
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description="Play the Gearman conformance scenarios against "
+    parser = Parser(prog=prog, description="Play the Gearman conformance scenarios against "
                      "servers.", allow_abbrev=False)
     add = parser.add_argument
     add("--target", action="append", default=[], metavar="SPEC",

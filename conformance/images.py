@@ -9,7 +9,6 @@ Labels tell the ``docker:`` target how to run it (``conformance/containers.py``)
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import re
@@ -23,6 +22,7 @@ from pathlib import Path
 from conformance.containers import client
 from conformance.targets import GEARMAND, TargetError
 from reference_server import __version__
+from reference_server.usage import Parser, UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 PERL_SERVER = Path("/usr/bin/gearmand")  # Debian's gearman-server package
@@ -166,18 +166,10 @@ def build(kind: str) -> str:
     return tag
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
 
 def main(argv: list[str] | None = None, prog: str = "gearspec docker") -> int:
-    parser = _Parser(prog=prog, description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog=prog, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     make = commands.add_parser("build", help="build server images from what is installed")
     make.add_argument("kind", nargs="+", choices=sorted(IMAGES))
     try:

@@ -21,15 +21,7 @@ from conformance.targets import Target, TargetError, parse_target
 from fuzz.campaign import Campaign, diff_test, model_test, parser_test, save, server_test
 from fuzz.known import known_for
 from fuzz.parser import PROPERTIES
-
-
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
+from reference_server.usage import Parser, UsageError
 
 
 def budget(text: str) -> float:
@@ -40,7 +32,7 @@ def budget(text: str) -> float:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser = Parser(prog=prog, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("fuzzer", choices=["parser", "server", "model", "diff"])
     parser.add_argument("--target", action="append", default=[],
                         help="server to fuzz (diff: subject then oracle; default ref, and "

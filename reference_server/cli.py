@@ -34,6 +34,7 @@ from reference_server import __version__
 from reference_server.core import GEARMAND_VERSION, VERBOSE_LEVELS, JobServer, ServerOptions
 from reference_server.net import Keepalive, Transport
 from reference_server.queues import JobQueue, QueueError, queue_types
+from reference_server.usage import Parser, UsageError
 
 DEFAULT_PORT = 4730
 DEFAULT_CONFIG_FILE = "/etc/gearmand.conf"
@@ -44,14 +45,6 @@ _LOG_LEVELS = {"FATAL": logging.CRITICAL, "ALERT": logging.CRITICAL, "CRITICAL":
 
 log = logging.getLogger("reference_server")
 
-
-class UsageError(Exception):
-    """A bad command line: the message is the one line the user sees."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
 
 
 @dataclass(slots=True)
@@ -118,7 +111,7 @@ def _verbose(text: str) -> str:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description="gearspec's reference Gearman job server "
+    parser = Parser(prog=prog, description="gearspec's reference Gearman job server "
                      f"(answers like gearmand {GEARMAND_VERSION}).", allow_abbrev=False)
     add = parser.add_argument
     add("-b", "--backlog", type=_positive, default=32, help="listen backlog (32)")

@@ -101,3 +101,18 @@ def test_to_scenario_of_admin_traffic() -> None:
     scenario = capture_scenario(PCAPS / "gearadmin-version.pcap", [4730])
     shapes = [getattr(s, "lines", None) for s in scenario.steps]
     assert any(lines and lines[0].pattern == r"OK \S.*\n" for lines in shapes)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["replay"], "the following arguments are required: file"),
+    (["replay", "nosuch.pcap"], "nosuch.pcap"),
+    (["replay", str(PCAPS / "gearman-fg.pcap"), "--target", "nosuch"], "unknown target"),
+    (["replay", str(PCAPS / "gearman-fg.pcap"), "--timeout-factor", "0"], "must be positive"),
+    (["docker", "build", "nosuch"], "invalid choice: 'nosuch'"),
+    (["docker"], "the following arguments are required: command"),
+])
+def test_bad_arguments_are_one_line(args: list[str], words: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "gearspec", *args], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT, check=False)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and words in done.stderr, done.stderr

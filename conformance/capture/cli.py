@@ -18,15 +18,7 @@ from typing import Any
 from conformance.capture.reader import GEARMAN_PORT, Captured, CaptureError, read
 from conformance.engine import describe
 from reference_server.protocol import PACKETS, Magic, Packet, TextLine
-
-
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
+from reference_server.usage import Parser, UsageError
 
 
 def _ports(parser: argparse.ArgumentParser) -> None:
@@ -35,8 +27,8 @@ def _ports(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog=prog, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     decode = commands.add_parser("decode", help="print the Gearman traffic of a capture")
     decode.add_argument("file", type=Path)
     _ports(decode)

@@ -26,19 +26,11 @@ from conformance.results import CaseResult, RunResult, ScenarioInfo, Verdict
 from conformance.runner import RunOptions, run, terminal_progress
 from conformance.scenario import Scenario, ScenarioError
 from conformance.targets import TargetError, parse_target
-
-
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
+from reference_server.usage import Parser, UsageError
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser = Parser(prog=prog, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("file", type=Path, nargs="+", help="pcap or pcapng captures")
     parser.add_argument("--target", action="append", default=[],
                         help="server to replay against (default ref); repeatable")
