@@ -42,6 +42,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     add("--timeout-factor", type=float, default=1.0, help="scale every step timeout")
     add("--strict", action="store_true", help="a NON-STRICT result counts as a failure")
     add("--json", type=Path, default=DEFAULT_JSON, help=f"run JSON ({DEFAULT_JSON})")
+    add("--tls", action="store_true",
+        help="over TLS: servers started here get --ssl and throwaway certificates")
+    add("--tls-ca", help="CA file clients trust (tls:// targets; default: the system's)")
+    add("--tls-cert", help="certificate clients show (PEM)")
+    add("--tls-key", help="its key (PEM)")
     add("--scenarios", type=Path, default=SCENARIO_DIR, help="scenario directory")
     add("--scenario", type=Path, action="append", default=[], metavar="FILE",
         help="play this scenario file (e.g. a fuzz finding) instead of the catalog; repeatable")
@@ -87,7 +92,9 @@ def execute(argv: list[str], prog: str = "gearspec run") -> tuple[RunResult, arg
     options = RunOptions(jobs=args.jobs, timeout_factor=args.timeout_factor,
                          strict=args.strict, select=args.select, exclude=args.exclude,
                          baseline_dir=str(args.baselines) if args.baselines else None,
-                         pcap_dir=str(args.pcap_dir) if args.pcap_dir else None)
+                         pcap_dir=str(args.pcap_dir) if args.pcap_dir else None,
+                         tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                         tls_key=args.tls_key)
     result = asyncio.run(run(chosen, [(s, extra.get(s, [])) for s in specs], options,
                              terminal_progress, {s.id for s in catalog},
                              check_baselines=not args.scenario))

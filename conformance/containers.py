@@ -41,7 +41,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance.targets import READY_TIMEOUT, Target, TargetError, free_port, wait_ready
+from conformance.targets import (
+    PLAINTEXT,
+    READY_TIMEOUT,
+    Target,
+    TargetError,
+    free_port,
+    wait_ready,
+)
 
 OWNER_LABEL = "org.gearspec.owner"
 DEFAULT_COMMAND = ["-L", "{host}", "-p", "{port}"]
@@ -134,6 +141,13 @@ class DockerTarget(Target):
     engine: Any = None
     template: list[str] = field(default_factory=list)
     _logs: list[str] = field(default_factory=list)  # of containers already removed
+    mounts: set[Path] = field(default_factory=set)  # more host folders, same paths
+
+    def tls_options(self, ca: Path, certificate: Path, key: Path) -> list[str] | None:
+        # gearmand's names (the gearmand and ref images); the files' folder is mounted.
+        self.mounts |= {ca.parent, certificate.parent, key.parent}
+        return ["--ssl", "--ssl-ca-file", str(ca), "--ssl-certificate", str(certificate),
+                "--ssl-key", str(key)]
 
     def start(self) -> None:
         self.engine = client()
@@ -147,7 +161,7 @@ class DockerTarget(Target):
         declared = labels.get("org.gearspec.capabilities")
         if declared is not None:
             self.capabilities = frozenset(c.strip() for c in declared.split(",") if c.strip())
-        self.capabilities |= {"restart"}
+        self.capabilities |= {"restart"} | ({"tls"} if self.tls is not None else set())
         self.workdir = Path(tempfile.mkdtemp(prefix="gearspec-docker-"))
         self._launch(free_port(self.host))
 
@@ -171,7 +185,8 @@ class DockerTarget(Target):
             run: dict[str, Any] = {
                 "command": self._command(self.port), "detach": True,
                 "labels": {OWNER_LABEL: str(os.getpid())},
-                "volumes": {str(self.workdir): {"bind": str(self.workdir), "mode": "rw"}},
+                "volumes": {str(path): {"bind": str(path), "mode": "rw"}
+                            for path in {self.workdir, *self.mounts}},
             }
             if self.network == "host":
                 run["network_mode"] = "host"
@@ -188,6 +203,9 @@ class DockerTarget(Target):
                 return
             except TargetError as error:
                 failure = error
+                if self.alive() and self.answers_plaintext():
+                    self._remove()
+                    raise TargetError(f"{self.name}: {PLAINTEXT}") from None
                 self._remove()
         raise TargetError(f"{self.name}: {failure}; log: {self.log_text()[-500:]!r}")
 

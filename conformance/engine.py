@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import re
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,7 @@ from conformance.scenario import (
     ExpectNothing,
     ExpectOneOf,
     ExpectPacket,
+    ExpectRefused,
     ExpectSilence,
     ExpectStalled,
     Finish,
@@ -305,13 +307,21 @@ class Outcome:
     started: float = 0.0  # wall-clock time of the transcript's t=0
 
 
+def _ca_data(context: ssl.SSLContext) -> str:
+    """The CA certificates a context trusts, as PEM."""
+    return "".join(ssl.DER_cert_to_PEM_cert(der)
+                   for der in context.get_ca_certs(binary_form=True))
+
+
 class Context:
     """Variables and connections of one case."""
 
     def __init__(self, scenario: Scenario, address: tuple[str, int], tag: str,
-                 timeout_factor: float, has_echo: bool, record_raw: bool = False) -> None:
+                 timeout_factor: float, has_echo: bool, record_raw: bool = False,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.scenario = scenario
         self.address = address
+        self.tls = tls
         self.tag = tag
         self.factor = timeout_factor
         self.has_echo = has_echo
@@ -368,16 +378,38 @@ class Context:
 
     # -- connections ----------------------------------------------------------
 
+    def tls_for(self, name: str) -> ssl.SSLContext | None:
+        """How this connection is made: the run's TLS, or what the case says."""
+        mode = (self.scenario.tls or {}).get(name)
+        if mode == "plaintext":
+            return None
+        if mode == "untrusted":
+            return ssl.create_default_context()  # the system's CAs: not the test CA
+        if mode == "anonymous" and self.tls is not None:
+            # The same trust, no certificate of our own: a context cannot unload one.
+            return ssl.create_default_context(cadata=_ca_data(self.tls))
+        return self.tls
+
+    async def connect(self, name: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        tls = self.tls_for(name)
+        return await asyncio.wait_for(
+            asyncio.open_connection(*self.address, ssl=tls,
+                                    server_hostname=self.address[0] if tls else None),
+            5 * self.factor)
+
     async def wire(self, name: str) -> Wire:
         wire = self.wires.get(name)
         if wire is None:
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(*self.address), 5 * self.factor)
+                reader, writer = await self.connect(name)
+            except ssl.SSLError as error:  # the server's answer, not the harness's trouble
+                raise StepFailed(f"the TLS handshake of {name} failed: "
+                                 f"{error.reason or error}") from None
             except (OSError, TimeoutError) as error:
                 raise HarnessError(f"cannot connect {name} to {self.address[0]}:"
                                    f"{self.address[1]}: {error}") from None
-            self.transcript.add(name, "event", "open", "connected")
+            how = "" if self.tls_for(name) is None else " over TLS"
+            self.transcript.add(name, "event", "open", f"connected{how}")
             wire = self.wires[name] = Wire(name, reader, writer, self.transcript)
         return wire
 
@@ -475,6 +507,24 @@ async def _perform(ctx: Context, step: Step, target_control: TargetControl | Non
             raise HarnessError("this target cannot be restarted or killed")
         ctx.transcript.add("target", "event", "note", f"target {step.action}")
         await target_control(step.action)
+        return
+    if isinstance(step, ExpectRefused):  # before a connection is made for it
+        try:
+            reader, writer = await ctx.connect(step.conn)
+        except (OSError, TimeoutError, ssl.SSLError) as error:
+            ctx.transcript.add(step.conn, "event", "note", f"refused: {error}")
+            return
+        # A TLS 1.3 server may only refuse after the handshake: a refused peer is then
+        # closed at once, before any request.
+        writer.write(encode(PacketType.ECHO_REQ, b"refused?"))
+        try:
+            data = await asyncio.wait_for(reader.read(1), ctx.timeout(None))
+        except (OSError, TimeoutError, ssl.SSLError) as error:
+            data = b""
+            ctx.transcript.add(step.conn, "event", "note", f"refused: {error}")
+        writer.close()
+        if data:
+            raise StepFailed("the connection was accepted and answered")
         return
     wire = await ctx.wire(step.conn)
     if isinstance(step, SendPacket):
@@ -618,10 +668,11 @@ def _alternative_matches(ctx: Context, steps: list[Step], events: list[Incoming]
 async def run_scenario(scenario: Scenario, address: tuple[str, int], *, tag: str,
                        timeout_factor: float = 1.0, has_echo: bool = True,
                        target_control: TargetControl | None = None,
-                       record_raw: bool = False) -> Outcome:
+                       record_raw: bool = False, tls: ssl.SSLContext | None = None) -> Outcome:
     """Play a scenario; the outcome holds the verdict and the transcript (and with
-    ``record_raw`` every byte on the wire, in ``Outcome.raw``)."""
-    ctx = Context(scenario, address, tag, timeout_factor, has_echo, record_raw)
+    ``record_raw`` every byte on the wire, in ``Outcome.raw``).  With ``tls`` every
+    connection is made over TLS (the transcript is of what goes inside)."""
+    ctx = Context(scenario, address, tag, timeout_factor, has_echo, record_raw, tls)
     failing = {"MUST": Verdict.FAIL, "SHOULD": Verdict.NON_STRICT, "MAY": Verdict.INFO}
     worst = Verdict.PASS
     notes: list[str] = []

@@ -17,7 +17,9 @@ import fnmatch
 import os
 import re
 import secrets
+import shutil
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -31,6 +33,7 @@ from conformance.engine import Outcome, run_scenario
 from conformance.results import CaseResult, RunResult, ScenarioInfo, TargetInfo, Verdict
 from conformance.scenario import Scenario, TargetAction
 from conformance.targets import CRASH_SETTLE, Target, TargetError, parse_target
+from conformance.tlsgen import CertificateSet
 from reference_server import __version__
 
 
@@ -44,6 +47,12 @@ class RunOptions:
     baseline_dir: str | None = None
     # One pcap per case and target, under pcap_dir (see pcap_path); None: no captures.
     pcap_dir: str | None = None
+    # --tls: servers we start get --ssl and throwaway certificates; tls_ca/cert/key: what
+    # clients trust and show (for tls:// targets, or a server started with its own).
+    tls: bool = False
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
 
 def select(scenarios: list[Scenario], include: list[str], exclude: list[str]) -> list[Scenario]:
@@ -70,6 +79,41 @@ def pcap_path(directory: str | Path, spec: str, scenario_id: str) -> Path:
     target spec as ``_`` (``tcp://10.0.0.5:4730`` → ``tcp___10.0.0.5_4730``)."""
     target = re.sub(r"[^A-Za-z0-9._-]", "_", spec) or "_"
     return Path(directory) / target / (scenario_id.replace("/", "__") + ".pcap")
+
+
+class TLSSetup:
+    """TLS for one target's servers: a server we start gets ``--ssl`` with a
+    throwaway CA and certificate (made once, in a temporary folder removed at
+    the end); clients trust that CA, or the one given (``--tls-ca``)."""
+
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self.folder: Path | None = None
+        self.certificates: CertificateSet | None = None
+
+    def apply(self, target: Target) -> None:
+        from conformance.tlsgen import client_context, make_certificates
+
+        ca, cert, key = self.options.tls_ca, self.options.tls_cert, self.options.tls_key
+        if self.options.tls and not target.name.startswith("tls://"):
+            if self.certificates is None:
+                self.folder = Path(tempfile.mkdtemp(prefix="gearspec-tls-"))
+                self.certificates = make_certificates(self.folder)
+            made = self.certificates
+            extra = target.tls_options(made.ca, made.certificate, made.key)
+            if extra is None:
+                raise TargetError(f"{target.name}: this server has no TLS; give a "
+                                  "tls://HOST:PORT target for one that already speaks it")
+            target.options = [*target.options, *extra]
+            # A client certificate from the same CA: gearmand and ours ask for none,
+            # geard requires one.
+            ca, cert, key = ca or made.ca, cert or made.client, key or made.client_key
+        target.tls = client_context(ca, cert, key)
+        target.capabilities = target.capabilities | {"tls"}
+
+    def close(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _write_pcap(path: Path, outcome: Outcome) -> None:
@@ -113,7 +157,22 @@ class _TargetRun:
                           sum(not r.expected for r in self.results))
 
     async def run(self) -> TargetInfo:
-        main = parse_target(self.spec, self.options)
+        tls = TLSSetup(self.run_options) \
+            if self.run_options.tls or self.spec.startswith("tls://") else None
+        try:
+            return await self._run(tls)
+        finally:
+            if tls is not None:
+                tls.close()
+
+    def _target(self, tls: TLSSetup | None, extra: list[str] | None = None) -> Target:
+        target = parse_target(self.spec, [*self.options, *(extra or [])])
+        if tls is not None:
+            tls.apply(target)
+        return target
+
+    async def _run(self, tls: TLSSetup | None) -> TargetInfo:
+        main = self._target(tls)
         await asyncio.to_thread(main.start)
         info = TargetInfo(self.spec, main.name, await asyncio.to_thread(main.version),
                           list(self.options))
@@ -136,7 +195,7 @@ class _TargetRun:
             await asyncio.to_thread(main.stop)
         for key, cases in groups.items():
             extra = list(key[2:]) if key[:1] == ("--gearspec-fresh",) else list(key)
-            target = parse_target(self.spec, [*self.options, *extra])
+            target = self._target(tls, extra)
             try:
                 await asyncio.to_thread(target.start)
             except TargetError as error:
@@ -205,7 +264,7 @@ class _TargetRun:
             outcome = await run_scenario(
                 scenario, target.address, tag=tag, timeout_factor=self.run_options.timeout_factor,
                 has_echo="echo" in target.capabilities, target_control=control,
-                record_raw=self.run_options.pcap_dir is not None)
+                record_raw=self.run_options.pcap_dir is not None, tls=target.tls)
         except Exception as error:  # a harness bug must not stop the run
             return CaseResult(scenario.id, self.spec, Verdict.ERROR,
                               f"harness error: {type(error).__name__}: {error}",

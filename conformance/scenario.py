@@ -195,6 +195,11 @@ class Hangup(Step):
 
 
 @dataclass
+class ExpectRefused(Step):
+    """Opening this connection fails: refused, or its TLS handshake fails."""
+
+
+@dataclass
 class Finish(Step):
     """The client half-closes (sends EOF) and reads until the server closes.
 
@@ -234,6 +239,11 @@ class Scenario:
     exclusive: bool = False  # needs the target alone (restarts, timing)
     fresh: bool = False  # needs a server of its own, started for it (shared names)
     timeout: float | None = None  # default per-step timeout override
+    # A case about TLS: it needs a TLS target; connections named here do not use the
+    # run's TLS settings: "plaintext" (no TLS at all), "untrusted" (TLS that trusts
+    # only the system's CAs, not the one that signed the server's certificate) or
+    # "anonymous" (the run's CA, but no client certificate).
+    tls: dict[str, str] | None = None
 
     @property
     def needs(self) -> set[str]:
@@ -245,6 +255,8 @@ class Scenario:
             needs.add("persistence")
         if self.fresh or any(isinstance(s, TargetAction) for s in self.steps):
             needs.add("restart")
+        if self.tls is not None:
+            needs.add("tls")
         return needs
 
     def all_steps(self) -> list[Step]:
@@ -378,7 +390,11 @@ VERBS: dict[str, str] = {
     "expect-one-of": "expect-one-of: [{verdict, note, expect: [steps]}]: alternatives",
     "hangup": "hangup: the client closes the connection",
     "finish": "finish: the client sends EOF, reads until the server closes (replies not judged)",
+    "expect-refused": "expect-refused: opening this connection fails (refused, or TLS refused)",
 }
+
+
+TLS_MODES = ("plaintext", "untrusted", "anonymous")
 
 
 class Loader:
@@ -421,7 +437,7 @@ class Loader:
         read = self.read
         spec = {**defaults, **read.mapping(node, "scenario")}
         known = {"case", "title", "level", "source", "requirement", "sections", "steps",
-                 "server-options", "ignore", "exclusive", "fresh", "timeout"}
+                 "server-options", "ignore", "exclusive", "fresh", "timeout", "tls"}
         for name, value in spec.items():
             if name not in known:
                 raise read.error(value, name, f"unknown key (known: {', '.join(sorted(known))})")
@@ -465,7 +481,20 @@ class Loader:
             exclusive=read.boolean(spec["exclusive"], "exclusive") if "exclusive" in spec
             else False,
             fresh=read.boolean(spec["fresh"], "fresh") if "fresh" in spec else False,
-            timeout=read.number(spec["timeout"], "timeout") if "timeout" in spec else None)
+            timeout=read.number(spec["timeout"], "timeout") if "timeout" in spec else None,
+            tls=self.tls(spec["tls"]) if "tls" in spec else None)
+
+    def tls(self, node: yaml.Node) -> dict[str, str]:
+        """``tls: {}`` (every connection over the run's TLS) or ``tls: {p: plaintext,
+        x: untrusted}``."""
+        modes = {}
+        for key, value in self.read.mapping(node, "tls").items():
+            mode = self.read.scalar(value, f"tls.{key}")
+            if mode not in TLS_MODES:
+                raise self.read.error(value, f"tls.{key}", f"{mode!r} is not one of "
+                                      f"{', '.join(TLS_MODES)}")
+            modes[key] = mode
+        return modes
 
     def source(self, node: yaml.Node) -> str:
         """A node's text as written (indentation of its first line removed)."""
@@ -586,6 +615,8 @@ class Loader:
             return Hangup(line, conn, note)
         if verb == "finish":
             return Finish(line, conn, note, within)
+        if verb == "expect-refused":
+            return ExpectRefused(line, conn, note)
         assert verb == "expect-one-of"
         alternatives = []
         for i, alt in enumerate(read.sequence(args, where)):

@@ -28,6 +28,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,9 @@ READY_TIMEOUT = 10.0
 CRASH_SETTLE = 0.5
 
 
+PLAINTEXT = "started with TLS options but answers in plaintext (a build without TLS support)"
+
+
 class TargetError(Exception):
     """A target could not be started or reached; the message says why."""
 
@@ -56,11 +60,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def echo_round_trip(host: str, port: int, timeout: float = 1.0) -> bool:
+def connect(host: str, port: int, timeout: float,
+            tls: ssl.SSLContext | None = None) -> socket.socket:
+    """A blocking connection, over TLS when ``tls`` is given."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    if tls is None:
+        return sock
+    try:
+        return tls.wrap_socket(sock, server_hostname=host)
+    except (OSError, ssl.SSLError):
+        sock.close()
+        raise
+
+
+def echo_round_trip(host: str, port: int, timeout: float = 1.0,
+                    tls: ssl.SSLContext | None = None) -> bool:
     """Is a Gearman server answering on host:port?  (ECHO_REQ → ECHO_RES)"""
     probe = b"gearspec-ready"
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
+        with connect(host, port, timeout, tls) as sock:
             sock.sendall(encode(PacketType.ECHO_REQ, probe))
             decoder = Decoder()
             while True:
@@ -76,10 +94,11 @@ def echo_round_trip(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def status_round_trip(host: str, port: int, timeout: float = 1.0) -> bool:
+def status_round_trip(host: str, port: int, timeout: float = 1.0,
+                      tls: ssl.SSLContext | None = None) -> bool:
     """Is a Gearman server answering the admin 'status' command on host:port?"""
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
+        with connect(host, port, timeout, tls) as sock:
             sock.sendall(b"status\n")
             reply = b""
             while not (reply == b".\n" or reply.endswith(b"\n.\n")):
@@ -115,6 +134,7 @@ class Target:
     port: int = 0
     capabilities: frozenset[str] = frozenset({"grab_job_uniq"})
     ready_timeout: float = READY_TIMEOUT
+    tls: ssl.SSLContext | None = None  # how clients connect, when the server speaks TLS
 
     @property
     def address(self) -> tuple[str, int]:
@@ -126,7 +146,15 @@ class Target:
 
     def probe(self, host: str, port: int) -> bool:
         """Readiness: a full ECHO round trip (an accepted connection is not enough)."""
-        return echo_round_trip(host, port)
+        return echo_round_trip(host, port, tls=self.tls)
+
+    def tls_options(self, ca: Path, certificate: Path, key: Path) -> list[str] | None:
+        """Server options that turn TLS on with these files (None: this kind cannot)."""
+        return None
+
+    def answers_plaintext(self) -> bool:
+        """Started for TLS, does it answer in the clear?  (Debian's gearmand does.)"""
+        return self.tls is not None and echo_round_trip(self.host, self.port)
 
     def start(self) -> None:
         try:
@@ -160,7 +188,7 @@ class Target:
     def version(self) -> str | None:
         """What the server says of its version (admin 'version'), if anything."""
         try:
-            with socket.create_connection(self.address, timeout=1) as sock:
+            with connect(self.host, self.port, 1, self.tls) as sock:
                 sock.sendall(b"version\n")
                 reply = sock.recv(200).split(b"\n", 1)[0].strip()
         except OSError:
@@ -190,6 +218,10 @@ class ProcessTarget(Target):
 
     def command(self, port: int, workdir: Path) -> list[str]:
         raise NotImplementedError
+
+    def tls_options(self, ca: Path, certificate: Path, key: Path) -> list[str] | None:
+        return ["--ssl", "--ssl-ca-file", str(ca), "--ssl-certificate", str(certificate),
+                "--ssl-key", str(key)]
 
     def expanded_options(self, workdir: Path) -> list[str]:
         """The options with ``{workdir}`` replaced by this target's own temporary
@@ -228,6 +260,9 @@ class ProcessTarget(Target):
                 return
             except TargetError as error:
                 failure = error
+                if self.process.poll() is None and self.answers_plaintext():
+                    self._kill()
+                    raise TargetError(f"{self.name}: {PLAINTEXT}") from None
                 self._kill()
         raise TargetError(f"{self.name}: {failure}; log: {self.log_text()[-500:]!r}")
 
@@ -308,6 +343,9 @@ class PerlTarget(ProcessTarget):
     name: str = "perl"
     capabilities: frozenset[str] = frozenset({"echo", "restart"})
 
+    def tls_options(self, ca: Path, certificate: Path, key: Path) -> list[str] | None:
+        return None  # Gearman::Server has no TLS
+
     def command(self, port: int, workdir: Path) -> list[str]:
         if not os.path.exists(PERL_GEARMAND):
             raise TargetError(f"{PERL_GEARMAND} is not installed (apt-get install gearman-server)")
@@ -340,6 +378,10 @@ class GearTarget(ProcessTarget):
     name: str = "gear"
     capabilities: frozenset[str] = frozenset({"grab_job_uniq", "restart"})
 
+    def tls_options(self, ca: Path, certificate: Path, key: Path) -> list[str] | None:
+        # geard's own names; it then requires a client certificate signed by the CA.
+        return ["--ssl-ca", str(ca), "--ssl-cert", str(certificate), "--ssl-key", str(key)]
+
     def command(self, port: int, workdir: Path) -> list[str]:
         geard = shutil.which("geard", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
         if geard is None:
@@ -352,7 +394,7 @@ class GearTarget(ProcessTarget):
                 "--log-config", str(config), *self.expanded_options(workdir)]
 
     def probe(self, host: str, port: int) -> bool:
-        return status_round_trip(host, port)  # geard never answers ECHO_REQ
+        return status_round_trip(host, port, tls=self.tls)  # geard never answers ECHO_REQ
 
 
 @dataclass
@@ -393,18 +435,20 @@ def parse_target(spec: str, options: list[str] | None = None) -> Target:
         if "{port}" not in template:
             raise TargetError(f"{spec!r}: the command must say where to listen with {{port}}")
         return ExecTarget(name=spec, options=options, template=template)
-    if spec.startswith("tcp://"):
+    if spec.startswith(("tcp://", "tls://")):
         from reference_server.client import parse_address
 
         try:
             host, port = parse_address(spec[len("tcp://"):])
         except ValueError as error:
             raise TargetError(str(error)) from None
+        # tls://: the system's CAs unless the runner is told another (--tls-ca).
         return Target(name=spec, host=host, port=port,
-                      capabilities=frozenset({"grab_job_uniq", "echo"}), ready_timeout=3.0)
+                      capabilities=frozenset({"grab_job_uniq", "echo"}), ready_timeout=3.0,
+                      tls=ssl.create_default_context() if spec.startswith("tls") else None)
     if spec.startswith(("docker:", "docker-published:")):
         from conformance.containers import parse_docker
 
         return parse_docker(spec, options)
     raise TargetError(f"unknown target {spec!r} (known: ref, gearmand, perl, gear, "
-                      "exec:'COMMAND with {port}', tcp://HOST:PORT, docker:IMAGE)")
+                      "exec:'COMMAND with {port}', tcp://HOST:PORT, tls://HOST:PORT, docker:IMAGE)")

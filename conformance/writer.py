@@ -19,6 +19,7 @@ from conformance.scenario import (
     ExpectNothing,
     ExpectOneOf,
     ExpectPacket,
+    ExpectRefused,
     ExpectSilence,
     ExpectStalled,
     Finish,
@@ -131,6 +132,8 @@ def _main(step: Step) -> Any:
         return f"{c} hangup"
     if isinstance(step, Finish):
         return f"{c} finish"
+    if isinstance(step, ExpectRefused):
+        return f"{c} expect-refused"
     if isinstance(step, Sleep):
         return {"sleep": step.seconds}
     if isinstance(step, TargetAction):
@@ -155,6 +158,8 @@ def dump(scenarios: list[Scenario], topic: str) -> str:
             case["exclusive"] = True
         if scenario.fresh:
             case["fresh"] = True
+        if scenario.tls is not None:
+            case["tls"] = dict(scenario.tls)
         if scenario.timeout is not None:
             case["timeout"] = scenario.timeout
         case["steps"] = [_step(step) for step in scenario.steps]

@@ -25,6 +25,7 @@ import logging.handlers
 import os
 import resource
 import signal
+import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from reference_server import __version__
 from reference_server.core import GEARMAND_VERSION, VERBOSE_LEVELS, JobServer, ServerOptions
 from reference_server.net import Keepalive, Transport
 from reference_server.queues import JobQueue, QueueError, queue_types
+from reference_server.tls import TLSError, TLSFiles, server_context
 from reference_server.usage import Parser, UsageError
 
 DEFAULT_PORT = 4730
@@ -63,6 +65,7 @@ class ServeConfig:
     queue_options: dict[str, object] = field(default_factory=dict)
     syslog: bool = False
     coredump: bool = False
+    tls: ssl.SSLContext | None = None  # --ssl
 
 
 def _non_negative(text: str) -> int:
@@ -164,10 +167,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     add("-V", "--version", action="store_true", help="print the version and exit")
     add("-w", "--worker-wakeup", type=_byte, default=0,
         help="sleeping workers woken per queued job (0: all)")
-    add("--ssl", action="store_true", help="TLS (not available yet)")
-    add("--ssl-ca-file")
-    add("--ssl-certificate")
-    add("--ssl-key")
+    add("--ssl", action="store_true", help="TLS on the port (clients need no certificate)")
+    add("--ssl-ca-file", help="CA file (or GEARMAND_CA_CERTIFICATE)")
+    add("--ssl-certificate", help="server certificate, PEM (or GEARMAND_SERVER_PEM)")
+    add("--ssl-key", help="its key, PEM (or GEARMAND_SERVER_KEY)")
     add("--check-args", action="store_true", help="check the options and exit")
     add("--max-packet-size", type=_positive, default=None,
         help="largest packet payload accepted, in bytes (64 MiB)")
@@ -232,8 +235,13 @@ def parse(argv: list[str], prog: str = "gearspec serve") -> ServeConfig | None:
                          "password": ns.redis_password, "prefix": ns.redis_prefix}
     if ns.protocol is not None:
         raise UsageError(f"protocol module {ns.protocol!r} is not available in this server")
+    tls = None
     if ns.ssl:
-        raise UsageError("--ssl is not available in this server yet")
+        try:
+            tls = server_context(TLSFiles.from_options(ns.ssl_ca_file, ns.ssl_certificate,
+                                                       ns.ssl_key))
+        except TLSError as error:
+            raise UsageError(str(error)) from None
     port = ns.port
     if port is None:
         env = os.environ.get("GEARMAND_PORT", "")
@@ -255,7 +263,7 @@ def parse(argv: list[str], prog: str = "gearspec serve") -> ServeConfig | None:
         log_file=ns.log_file, pid_file=ns.pid_file, daemon=ns.daemon, user=ns.user,
         file_descriptors=ns.file_descriptors, queue_type=queue_type,
         queue_options=queue_options, syslog=ns.syslog,
-        coredump=ns.coredump)
+        coredump=ns.coredump, tls=tls)
     if ns.check_args:
         return None
     return config
@@ -365,7 +373,8 @@ async def serve(config: ServeConfig, on_hangup: Callable[[], None] | None = None
     log.info("replayed %d jobs from the %s queue", replayed, queue.name)
     transport = Transport(core, keepalive=config.keepalive)
     try:
-        addresses = await transport.listen(config.host, config.port, backlog=config.backlog)
+        addresses = await transport.listen(config.host, config.port, backlog=config.backlog,
+                                           tls=config.tls)
     except OSError as error:
         raise UsageError(f"cannot listen on {config.host or '*'}:{config.port}: "
                          f"{error.strerror}") from None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from dataclasses import dataclass
 
 from reference_server.core import JobServer
@@ -106,12 +107,15 @@ class Transport:
         self._flush_pending = False
         core.on_queue_error = lambda message: log.error("persistent queue: %s", message)
 
-    async def listen(self, host: str | None, port: int, *,
-                     backlog: int = 32) -> list[tuple[str, int]]:
-        """Bind and start accepting; returns the bound (address, port) pairs."""
+    async def listen(self, host: str | None, port: int, *, backlog: int = 32,
+                     tls: ssl.SSLContext | None = None) -> list[tuple[str, int]]:
+        """Bind and start accepting; returns the bound (address, port) pairs.  With
+        ``tls``, every connection starts with a TLS handshake; one that fails (a
+        plaintext client, say) is closed by asyncio before a peer exists."""
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: _Peer(self), host=host, port=port,
-                                          backlog=backlog, reuse_address=True)
+                                          backlog=backlog, reuse_address=True, ssl=tls,
+                                          ssl_handshake_timeout=10.0 if tls else None)
         self.servers.append(server)
         return [sock.getsockname()[:2] for sock in server.sockets]
 

@@ -66,7 +66,7 @@ def test_bench_unknown_target_is_one_line() -> None:
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         "gearspec bench: error: unknown target 'nosuch' (known: ref, gearmand, perl, gear, "
-        "exec:'COMMAND with {port}', tcp://HOST:PORT, docker:IMAGE)"]
+        "exec:'COMMAND with {port}', tcp://HOST:PORT, tls://HOST:PORT, docker:IMAGE)"]
 
 
 def test_tcp_target_needs_a_port() -> None:

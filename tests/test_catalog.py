@@ -27,8 +27,11 @@ from tests.conftest import require_gearmand
 CATALOG = load_catalog()
 
 
-def play(target: str, jobs: int = RunOptions().jobs) -> RunResult:
-    return asyncio.run(run(CATALOG, [(target, [])], RunOptions(jobs=jobs)))
+def play(target: str, jobs: int = RunOptions().jobs, tls: bool = False) -> RunResult:
+    return asyncio.run(run(CATALOG, [(target, [])], RunOptions(jobs=jobs, tls=tls)))
+
+
+NEEDS_TLS = {s.id for s in CATALOG if "tls" in s.needs}
 
 
 def explain(result: RunResult) -> str:
@@ -46,7 +49,18 @@ def test_catalog_size_and_coverage() -> None:
 def test_ref_passes_everything_without_a_baseline() -> None:
     assert not baseline_for("ref").cases, "the reference server has no known deviations"
     result = play("ref")
+    assert NEEDS_TLS, "the TLS cases are in the catalog"
+    assert {r.scenario for r in result.results if r.verdict is Verdict.UNSUPPORTED} == NEEDS_TLS
+    assert [r for r in result.results if r.verdict not in (Verdict.PASS, Verdict.UNSUPPORTED)
+            ] == [], explain(result)
+
+
+def test_ref_passes_everything_over_tls() -> None:
+    """`gearspec run --target ref --tls`: the server started with --ssl and a throwaway
+    certificate, every connection over TLS, the TLS cases included."""
+    result = play("ref", tls=True)
     assert [r for r in result.results if r.verdict is not Verdict.PASS] == [], explain(result)
+    assert len(result.results) == len(CATALOG)
 
 
 def test_gearmand_passes_or_is_baselined() -> None:

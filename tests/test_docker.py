@@ -199,3 +199,8 @@ def test_other_images_answer_like_their_local_servers(engine: Any, kind: str,
     assert verdicts[f"docker:{image}"] == verdicts[kind]
     assert result.unexpected == []
     assert ours(engine) == []
+    if kind == "ref":  # over TLS too: the certificates' folder is mounted into the container
+        tls_cases = [s for s in load_catalog() if s.id.startswith("transport/")]
+        secure = asyncio.run(run(tls_cases, [(f"docker:{image}", [])], RunOptions(tls=True)))
+        assert {r.verdict for r in secure.results} == {Verdict.PASS}, secure.results
+        assert ours(engine) == []
