@@ -66,6 +66,7 @@ class ServeConfig:
     syslog: bool = False
     coredump: bool = False
     tls: ssl.SSLContext | None = None  # --ssl
+    http_port: int | None = None  # -r http --http-port
 
 
 def _non_negative(text: str) -> int:
@@ -134,7 +135,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     add("-L", "--listen", help="address to listen on (default: all)")
     add("-p", "--port", type=_port, help="TCP port (4730, or $GEARMAND_PORT); 0 picks a free one")
     add("-P", "--pid-file", help="write the process id to this file")
-    add("-r", "--protocol", help="extra protocol module (none available yet)")
+    add("-r", "--protocol", help="extra protocol module: http (gearmand's only one)")
     add("--http-port", type=_port, default=8080, help="port for -r http")
     add("-R", "--round-robin", action="store_true",
         help="rotate a worker's functions after each job it takes")
@@ -233,8 +234,9 @@ def parse(argv: list[str], prog: str = "gearspec serve") -> ServeConfig | None:
     elif queue_type == "redis":
         queue_options = {"host": ns.redis_server, "port": ns.redis_port,
                          "password": ns.redis_password, "prefix": ns.redis_prefix}
-    if ns.protocol is not None:
-        raise UsageError(f"protocol module {ns.protocol!r} is not available in this server")
+    if ns.protocol is not None and ns.protocol.lower() != "http":
+        raise UsageError(f"protocol module {ns.protocol!r} is not available (gearmand's "
+                         "only one is http)")
     tls = None
     if ns.ssl:
         try:
@@ -263,7 +265,8 @@ def parse(argv: list[str], prog: str = "gearspec serve") -> ServeConfig | None:
         log_file=ns.log_file, pid_file=ns.pid_file, daemon=ns.daemon, user=ns.user,
         file_descriptors=ns.file_descriptors, queue_type=queue_type,
         queue_options=queue_options, syslog=ns.syslog,
-        coredump=ns.coredump, tls=tls)
+        coredump=ns.coredump, tls=tls,
+        http_port=ns.http_port if ns.protocol is not None else None)
     if ns.check_args:
         return None
     return config
@@ -378,6 +381,13 @@ async def serve(config: ServeConfig, on_hangup: Callable[[], None] | None = None
     except OSError as error:
         raise UsageError(f"cannot listen on {config.host or '*'}:{config.port}: "
                          f"{error.strerror}") from None
+    if config.http_port is not None:
+        try:
+            addresses += await transport.listen_http(config.host, config.http_port,
+                                                     backlog=config.backlog)
+        except OSError as error:
+            raise UsageError(f"cannot listen for HTTP on {config.host or '*'}:"
+                             f"{config.http_port}: {error.strerror}") from None
     for host, port in addresses:
         log.info("listening on %s:%d", host, port)
     if config.user:

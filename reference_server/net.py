@@ -19,6 +19,7 @@ import ssl
 from dataclasses import dataclass
 
 from reference_server.core import JobServer
+from reference_server.core.http import HTTPGateway
 
 log = logging.getLogger("reference_server")
 
@@ -78,6 +79,14 @@ class _Peer(asyncio.Protocol):
     def eof_received(self) -> bool:
         return False  # close our side too, as gearmand does on EOF
 
+    def deliver(self, data: bytes, close: bool) -> None:
+        """The core's bytes for this peer."""
+        assert self.transport is not None
+        if data:
+            self.transport.write(data)
+        if close:
+            self.transport.close()  # after the buffered bytes are written
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.owner.peers.pop(self.conn_id, None)
         self.owner.core.disconnect(self.conn_id)
@@ -91,6 +100,35 @@ class _Peer(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
+
+
+class _HTTPPeer(_Peer):
+    """A connection on the HTTP port: an HTTP request becomes a submit for the core
+    (``core/http.py``), the core's answer becomes the HTTP response."""
+
+    __slots__ = ("gateway",)
+
+    def __init__(self, owner: Transport) -> None:
+        super().__init__(owner)
+        self.gateway = HTTPGateway(owner.core.options.version.encode())
+
+    def data_received(self, data: bytes) -> None:
+        reply = self.gateway.receive(data)
+        if reply.to_core:
+            super().data_received(reply.to_core)
+        self._send(reply.to_client, reply.close)
+
+    def deliver(self, data: bytes, close: bool) -> None:
+        reply = self.gateway.deliver(data)
+        self._send(reply.to_client, reply.close or close)
+
+    def _send(self, data: bytes, close: bool) -> None:
+        if self.transport is None:
+            return
+        if data:
+            self.transport.write(data)
+        if close:
+            self.transport.close()
 
 
 class Transport:
@@ -119,6 +157,15 @@ class Transport:
         self.servers.append(server)
         return [sock.getsockname()[:2] for sock in server.sockets]
 
+    async def listen_http(self, host: str | None, port: int, *,
+                          backlog: int = 32) -> list[tuple[str, int]]:
+        """The HTTP protocol module's port (``-r http --http-port``)."""
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _HTTPPeer(self), host=host, port=port,
+                                          backlog=backlog, reuse_address=True)
+        self.servers.append(server)
+        return [sock.getsockname()[:2] for sock in server.sockets]
+
     def schedule_flush(self) -> None:
         """Flush once per event-loop tick, after every read of that tick: one queue
         commit covers all of them (group commit) and each peer gets one write."""
@@ -133,10 +180,7 @@ class Transport:
             peer = peers.get(conn_id)
             if peer is None or peer.transport is None:
                 continue
-            if data:
-                peer.transport.write(data)
-            if close:
-                peer.transport.close()  # after the buffered bytes are written
+            peer.deliver(data, close)
         if self.core.shutdown_requested:
             self.stop()
             return

@@ -315,7 +315,7 @@ BAD_ARGUMENTS = [
     ["-p", "70000"],
     ["-q", "nosuch"],
     ["--verbose", "LOUD"],
-    ["-r", "http"],
+    ["-r", "memcache"],
     ["--ssl"],
     ["--config-file", "/nonexistent/file"],
     ["-b", "0"],
