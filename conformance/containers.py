@@ -142,6 +142,7 @@ class DockerTarget(Target):
     template: list[str] = field(default_factory=list)
     _logs: list[str] = field(default_factory=list)  # of containers already removed
     mounts: set[Path] = field(default_factory=set)  # more host folders, same paths
+    http_port: int | None = None  # -r http --http-port {http_port}: allocated here
 
     def tls_options(self, ca: Path, certificate: Path, key: Path) -> list[str] | None:
         # gearmand's names (the gearmand and ref images); the files' folder is mounted.
@@ -168,7 +169,10 @@ class DockerTarget(Target):
     def _command(self, port: int) -> list[str]:
         assert self.workdir is not None
         inside_host = self.host if self.network == "host" else "0.0.0.0"
-        fill = {"{host}": inside_host, "{port}": str(port), "{workdir}": str(self.workdir)}
+        if any("{http_port}" in option for option in self.options) and self.http_port is None:
+            self.http_port = free_port(self.host)
+        fill = {"{host}": inside_host, "{port}": str(port), "{workdir}": str(self.workdir),
+                "{http_port}": str(self.http_port)}
 
         def expand(text: str) -> str:
             for key, value in fill.items():
@@ -191,7 +195,8 @@ class DockerTarget(Target):
             if self.network == "host":
                 run["network_mode"] = "host"
             else:
-                run["ports"] = {f"{self.port}/tcp": (self.host, self.port)}
+                run["ports"] = {f"{port}/tcp": (self.host, port) for port in
+                                (self.port, self.http_port) if port is not None}
             try:
                 self.container = self.engine.containers.run(self.image, **run)
             except Exception as error:

@@ -2,14 +2,15 @@
 
 Counted from the scenarios themselves (not from a run): the packet types
 they send (requests, and server-only types sent by a peer), the admin
-commands they send, and the protocol sections (``SECTIONS``) they name.
+commands they send, what their HTTP requests ask of the HTTP module, and the
+protocol sections (``SECTIONS``) they name.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from conformance.scenario import Scenario, SendPacket, SendRaw, SendText
+from conformance.scenario import HTTPRequest, Scenario, SendPacket, SendRaw, SendText
 from conformance.sections import SECTIONS
 from reference_server.protocol import PACKETS, TYPE_LIMIT, Direction, PacketType
 
@@ -17,6 +18,27 @@ from reference_server.protocol import PACKETS, TYPE_LIMIT, Direction, PacketType
 #: "shutdown", which it removed.
 ADMIN_COMMANDS = ("workers", "status", "prioritystatus", "maxqueue", "cancel", "show",
                   "create", "drop", "getpid", "verbose", "version", "shutdown")
+
+
+#: What an HTTP request to gearmand's HTTP module can ask for (section 5).
+HTTP_FEATURES = ("POST", "PUT", "GET", "background", "unique", "priority high",
+                 "priority low")
+
+
+def _http_features(scenario: Scenario) -> set[str]:
+    seen = set()
+    for step in scenario.all_steps():
+        if isinstance(step, HTTPRequest):
+            seen.add(step.method)
+            for header in step.headers:
+                line = header.text.lower()
+                if line.startswith("x-gearman-background: true"):
+                    seen.add("background")
+                elif line.startswith("x-gearman-unique:"):
+                    seen.add("unique")
+                elif line.startswith("x-gearman-priority: "):
+                    seen.add("priority " + line.split(": ", 1)[1].strip())
+    return seen
 
 
 REQUESTS = tuple(t for t in PacketType if PACKETS[t].direction in (Direction.REQUEST,
@@ -50,7 +72,9 @@ def coverage(scenarios: list[Scenario]) -> dict[str, Any]:
     sent: set[int] = set()
     commands: set[str] = set()
     sections: set[str] = set()
+    http: set[str] = set()
     for scenario in scenarios:
+        http |= _http_features(scenario)
         sent |= _sent_types(scenario)
         commands |= _admin_commands(scenario)
         sections |= set(scenario.sections)
@@ -68,6 +92,7 @@ def coverage(scenarios: list[Scenario]) -> dict[str, Any]:
         "invalid_types": sorted(t for t in sent if not 0 < t < TYPE_LIMIT),
         "admin_commands": part(list(ADMIN_COMMANDS), commands),
         "sections": part(list(SECTIONS), sections),
+        "http": part(list(HTTP_FEATURES), http),
         "scenarios": len(scenarios),
     }
 
@@ -77,7 +102,10 @@ def summary_lines(cov: dict[str, Any]) -> list[str]:
     for key, label in (("request_types", "request packet types"),
                        ("responses_sent_by_peer", "server-only types sent by a peer"),
                        ("admin_commands", "admin commands"),
+                       ("http", "HTTP module requests"),
                        ("sections", "protocol sections")):
+        if key not in cov:  # a run JSON written before it was counted
+            continue
         part = cov[key]
         missing = f" (missing: {', '.join(part['missing'])})" if part["missing"] else ""
         lines.append(f"{label}: {len(part['covered'])}/{part['total']}{missing}")

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from conformance.results import Entry, Verdict
 from conformance.scenario import (
     ExpectClosed,
+    ExpectHTTP,
     ExpectLines,
     ExpectList,
     ExpectNothing,
@@ -40,6 +41,7 @@ from conformance.scenario import (
     ExpectStalled,
     Finish,
     Hangup,
+    HTTPRequest,
     Matcher,
     Scenario,
     SendPacket,
@@ -318,10 +320,12 @@ class Context:
 
     def __init__(self, scenario: Scenario, address: tuple[str, int], tag: str,
                  timeout_factor: float, has_echo: bool, record_raw: bool = False,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, http_port: int | None = None) -> None:
         self.scenario = scenario
         self.address = address
         self.tls = tls
+        self.http_port = http_port
+        self.http: dict[str, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
         self.tag = tag
         self.factor = timeout_factor
         self.has_echo = has_echo
@@ -416,6 +420,71 @@ class Context:
     async def close_all(self) -> None:
         for wire in self.wires.values():
             await wire.close()
+        for _, writer in self.http.values():
+            writer.close()
+
+
+async def _http_step(ctx: Context, step: HTTPRequest | ExpectHTTP) -> None:
+    """The HTTP protocol module's side: a request on its port, or its response."""
+    if isinstance(step, HTTPRequest):
+        if ctx.http_port is None:
+            raise HarnessError("this server has no HTTP port (the case needs server-options "
+                               "[-r, http, --http-port, '{http_port}'])")
+        try:
+            ctx.http[step.conn] = await asyncio.wait_for(
+                asyncio.open_connection(ctx.address[0], ctx.http_port), 5 * ctx.factor)
+        except (OSError, TimeoutError) as error:
+            raise HarnessError(f"cannot connect {step.conn} to the HTTP port: {error}") from None
+        body = ctx.resolve(step.body, fresh=True)
+        lines = [step.method.encode() + b" " + ctx.resolve(step.path, fresh=True) + b" " +
+                 step.version.encode(), *(ctx.resolve(h, fresh=True) for h in step.headers)]
+        if step.method in ("POST", "PUT") and not any(
+                line.lower().startswith(b"content-length:") for line in lines[1:]):
+            lines.append(b"Content-Length: %d" % len(body))
+        request = b"\r\n".join(lines) + b"\r\n\r\n" + body
+        ctx.transcript.add(step.conn, "send", "text", f"HTTP {show(request)}", request)
+        ctx.http[step.conn][1].write(request)
+        return
+    if step.conn not in ctx.http:
+        raise HarnessError(f"{step.conn} sent no HTTP request")
+    reader = ctx.http[step.conn][0]
+    wait = ctx.timeout(step.within)
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), wait)
+    except TimeoutError:
+        raise StepFailed(f"no HTTP response within {wait:.1f} s") from None
+    except (asyncio.IncompleteReadError, OSError) as error:
+        partial = getattr(error, "partial", b"")
+        raise StepFailed(f"the connection closed without an HTTP response"
+                         f"{': ' + show(partial) if partial else ''}") from None
+    lines = head[:-4].split(b"\r\n")
+    status = lines[0].split(b" ")
+    headers = {k.strip().lower(): v.strip() for k, _, v in
+               (line.partition(b":") for line in lines[1:])}
+    length = int(headers.get(b"content-length", b"0") or 0)
+    try:
+        body = await asyncio.wait_for(reader.readexactly(length), wait)
+    except (TimeoutError, asyncio.IncompleteReadError, OSError):
+        raise StepFailed(f"the body was shorter than its Content-Length {length}") from None
+    ctx.transcript.add(step.conn, "recv", "text", f"HTTP {show(head + body)}", head + body)
+    if len(status) < 2 or status[1] != str(step.status).encode():
+        raise StepFailed(f"HTTP status: expected {step.status}, got {show(lines[0])}")
+    for name, matcher in step.headers.items():
+        value = headers.get(name.lower().encode())
+        if value is None:
+            raise StepFailed(f"HTTP header {name}: missing")
+        ctx.check(matcher, value, f"HTTP header {name}")
+    if step.body is not None:
+        ctx.check(step.body, body, "HTTP body")
+    try:
+        more = await asyncio.wait_for(reader.read(1), wait)
+    except TimeoutError:
+        raise StepFailed("the connection stayed open after the response") from None
+    except OSError:
+        more = b""
+    if more:
+        raise StepFailed(f"more bytes after the response: {show(more)}")
+    ctx.transcript.add(step.conn, "event", "close", "closed by the server")
 
 
 async def _drain_until_sync(ctx: Context, wire: Wire) -> tuple[list[Incoming], str]:
@@ -507,6 +576,9 @@ async def _perform(ctx: Context, step: Step, target_control: TargetControl | Non
             raise HarnessError("this target cannot be restarted or killed")
         ctx.transcript.add("target", "event", "note", f"target {step.action}")
         await target_control(step.action)
+        return
+    if isinstance(step, HTTPRequest | ExpectHTTP):
+        await _http_step(ctx, step)
         return
     if isinstance(step, ExpectRefused):  # before a connection is made for it
         try:
@@ -668,11 +740,12 @@ def _alternative_matches(ctx: Context, steps: list[Step], events: list[Incoming]
 async def run_scenario(scenario: Scenario, address: tuple[str, int], *, tag: str,
                        timeout_factor: float = 1.0, has_echo: bool = True,
                        target_control: TargetControl | None = None,
-                       record_raw: bool = False, tls: ssl.SSLContext | None = None) -> Outcome:
+                       record_raw: bool = False, tls: ssl.SSLContext | None = None,
+                       http_port: int | None = None) -> Outcome:
     """Play a scenario; the outcome holds the verdict and the transcript (and with
     ``record_raw`` every byte on the wire, in ``Outcome.raw``).  With ``tls`` every
     connection is made over TLS (the transcript is of what goes inside)."""
-    ctx = Context(scenario, address, tag, timeout_factor, has_echo, record_raw, tls)
+    ctx = Context(scenario, address, tag, timeout_factor, has_echo, record_raw, tls, http_port)
     failing = {"MUST": Verdict.FAIL, "SHOULD": Verdict.NON_STRICT, "MAY": Verdict.INFO}
     worst = Verdict.PASS
     notes: list[str] = []

@@ -264,7 +264,8 @@ class _TargetRun:
             outcome = await run_scenario(
                 scenario, target.address, tag=tag, timeout_factor=self.run_options.timeout_factor,
                 has_echo="echo" in target.capabilities, target_control=control,
-                record_raw=self.run_options.pcap_dir is not None, tls=target.tls)
+                record_raw=self.run_options.pcap_dir is not None, tls=target.tls,
+                http_port=getattr(target, "http_port", None))
         except Exception as error:  # a harness bug must not stop the run
             return CaseResult(scenario.id, self.spec, Verdict.ERROR,
                               f"harness error: {type(error).__name__}: {error}",

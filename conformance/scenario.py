@@ -195,6 +195,28 @@ class Hangup(Step):
 
 
 @dataclass
+class HTTPRequest(Step):
+    """An HTTP request on a connection to the server's HTTP port (``-r http``)."""
+
+    method: str = "POST"
+    path: Value = field(default_factory=lambda: Value("/"))
+    headers: list[Value] = field(default_factory=list)  # whole lines, as sent
+    body: Value = field(default_factory=lambda: Value(""))
+    version: str = "HTTP/1.0"
+
+
+@dataclass
+class ExpectHTTP(Step):
+    """The HTTP response on that connection: status code, the headers named (others
+    ignored), the body; then the server closes the connection (as gearmand's does)."""
+
+    status: int = 200
+    headers: dict[str, Matcher] = field(default_factory=dict)
+    body: Matcher | None = None
+    within: float | None = None
+
+
+@dataclass
 class ExpectRefused(Step):
     """Opening this connection fails: refused, or its TLS handshake fails."""
 
@@ -391,6 +413,10 @@ VERBS: dict[str, str] = {
     "hangup": "hangup: the client closes the connection",
     "finish": "finish: the client sends EOF, reads until the server closes (replies not judged)",
     "expect-refused": "expect-refused: opening this connection fails (refused, or TLS refused)",
+    "http-request": "http-request: {method, path, headers: [LINE ...], body, version}: an HTTP "
+                    "request to the HTTP port",
+    "expect-http": "expect-http: {status, headers: {NAME: VALUE}, body}: the HTTP response, "
+                   "then the close",
 }
 
 
@@ -617,6 +643,40 @@ class Loader:
             return Finish(line, conn, note, within)
         if verb == "expect-refused":
             return ExpectRefused(line, conn, note)
+        if verb == "http-request":
+            spec = read.mapping(args, where)
+            unknown = set(spec) - {"method", "path", "headers", "body", "version"}
+            if unknown:
+                raise read.error(args, where, f"unknown key {sorted(unknown)[0]!r} (known: "
+                                 "method, path, headers, body, version)")
+            return HTTPRequest(
+                line, conn, note,
+                method=read.scalar(spec["method"], f"{where}.method") if "method" in spec
+                else "POST",
+                path=read.value(spec["path"], f"{where}.path") if "path" in spec
+                else Value("/"),
+                headers=[read.value(h, f"{where}.headers[{i}]") for i, h in
+                         enumerate(read.sequence(spec["headers"], f"{where}.headers"))]
+                if "headers" in spec else [],
+                body=read.value(spec["body"], f"{where}.body") if "body" in spec
+                else Value(""),
+                version=read.scalar(spec["version"], f"{where}.version") if "version" in spec
+                else "HTTP/1.0")
+        if verb == "expect-http":
+            spec = read.mapping(args, where)
+            unknown = set(spec) - {"status", "headers", "body"}
+            if unknown:
+                raise read.error(args, where, f"unknown key {sorted(unknown)[0]!r} (known: "
+                                 "status, headers, body)")
+            headers = {name: read.matcher(value, f"{where}.headers.{name}") for name, value in
+                       read.mapping(spec["headers"], f"{where}.headers").items()} \
+                if "headers" in spec else {}
+            return ExpectHTTP(line, conn, note,
+                              status=int(read.number(spec["status"], f"{where}.status"))
+                              if "status" in spec else 200,
+                              headers=headers,
+                              body=read.matcher(spec["body"], f"{where}.body")
+                              if "body" in spec else None, within=within)
         assert verb == "expect-one-of"
         alternatives = []
         for i, alt in enumerate(read.sequence(args, where)):

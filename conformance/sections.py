@@ -25,5 +25,6 @@ SECTIONS = {
     "3.15": "The ERROR packets the server sends",
     "3.16": "Shutting down",
     "4": "The text (admin) protocol",
+    "5": "The HTTP protocol module (gearmand -r http)",
     "6": "TLS on the Gear port (gearmand's --ssl options)",
 }

@@ -213,6 +213,7 @@ class ProcessTarget(Target):
 
     process: subprocess.Popen[bytes] | None = None
     workdir: Path | None = None
+    http_port: int | None = None  # -r http --http-port {http_port}: allocated here
     capabilities: frozenset[str] = frozenset({"grab_job_uniq", "echo", "restart",
                                               "server_options", "persistence"})
 
@@ -227,7 +228,10 @@ class ProcessTarget(Target):
         """The options with ``{workdir}`` replaced by this target's own temporary
         directory (for files such as a queue database: ``--libsqlite3-db
         {workdir}/queue.db``); it lives as long as the target, across restarts."""
-        return [option.replace("{workdir}", str(workdir)) for option in self.options]
+        if any("{http_port}" in option for option in self.options) and self.http_port is None:
+            self.http_port = free_port(self.host)  # kept across restarts, like the workdir
+        return [option.replace("{workdir}", str(workdir))
+                .replace("{http_port}", str(self.http_port)) for option in self.options]
 
     @property
     def pid(self) -> int | None:

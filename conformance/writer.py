@@ -14,6 +14,7 @@ import yaml
 
 from conformance.scenario import (
     ExpectClosed,
+    ExpectHTTP,
     ExpectLines,
     ExpectList,
     ExpectNothing,
@@ -24,6 +25,7 @@ from conformance.scenario import (
     ExpectStalled,
     Finish,
     Hangup,
+    HTTPRequest,
     Matcher,
     Scenario,
     SendPacket,
@@ -134,6 +136,22 @@ def _main(step: Step) -> Any:
         return f"{c} finish"
     if isinstance(step, ExpectRefused):
         return f"{c} expect-refused"
+    if isinstance(step, HTTPRequest):
+        request: dict[str, Any] = {"method": step.method, "path": _value(step.path)}
+        if step.headers:
+            request["headers"] = [_value(h) for h in step.headers]
+        if step.body.text or step.body.raw:
+            request["body"] = _value(step.body)
+        if step.version != "HTTP/1.0":
+            request["version"] = step.version
+        return {f"{c} http-request": request}
+    if isinstance(step, ExpectHTTP):
+        response: dict[str, Any] = {"status": step.status}
+        if step.headers:
+            response["headers"] = {k: _matcher(m) for k, m in step.headers.items()}
+        if step.body is not None:
+            response["body"] = _matcher(step.body)
+        return {f"{c} expect-http": response}
     if isinstance(step, Sleep):
         return {"sleep": step.seconds}
     if isinstance(step, TargetAction):

@@ -67,8 +67,12 @@ class TestLoader:
         (case("- sleep\n"), 9, "steps[0]", "sleep: SECONDS"),
         (case("- a send ECHO_REQ: {data: [1, 2]}\n"), 9, "steps[0].ECHO_REQ.data",
          "expected a single value"),
+        (case("- h http-request: {path: /f, bogy: x}\n"), 9, "steps[0]",
+         "unknown key 'bogy'"),
+        (case("- c send ECHO_REQ\n", extra="  tls: {p: clear}\n"), 8, "tls.p",
+         "'clear' is not one of plaintext, untrusted, anonymous"),
     ], ids=["field", "packet", "verb", "request", "level", "regex", "key", "missing", "within",
-            "sleep", "value"])
+            "sleep", "value", "http-key", "tls-mode"])
     def test_errors_name_file_line_and_field(self, tmp_path: Path, body: str, line: int,
                                              where: str, words: str) -> None:
         path = write(tmp_path, body)
