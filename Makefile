@@ -15,9 +15,10 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 # Real Gearman peers the tests talk to (gearmand, the libgearman CLIs, PHP and Perl clients),
 # Chromium for the report test, tshark and tcpdump for the capture tests, docker.io for
-# the docker: target (the tests start dockerd --iptables=false --bridge=none when needed).
+# the docker: target (the tests start dockerd --iptables=false --bridge=none when needed),
+# openssl for the throwaway TLS certificates.
 APT_PACKAGES := gearman-job-server gearman-tools gearman-server php-cli php-gearman \
-                libgearman-client-perl chromium tshark tcpdump docker.io
+                libgearman-client-perl chromium tshark tcpdump docker.io openssl
 
 .PHONY: all setup apt venv test lint report bench bench-pcap fuzz clean
 
