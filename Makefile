@@ -18,7 +18,7 @@ STAMP   := $(VENV)/.installed
 # the docker: target (the tests start dockerd --iptables=false --bridge=none when needed),
 # openssl for the throwaway TLS certificates.
 APT_PACKAGES := gearman-job-server gearman-tools gearman-server php-cli php-gearman \
-                libgearman-client-perl chromium tshark tcpdump docker.io openssl
+                libgearman-client-perl chromium tshark tcpdump docker.io openssl memcached
 
 .PHONY: all setup apt venv test lint report bench bench-pcap fuzz clean
 

@@ -140,7 +140,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     add("-R", "--round-robin", action="store_true",
         help="rotate a worker's functions after each job it takes")
     add("-q", "--queue-type", default="builtin",
-        help="persistent queue: builtin (none), libsqlite3, postgres, mysql, redis")
+        help="persistent queue: builtin (none), libsqlite3, postgres, mysql, redis, "
+             "libmemcached")
     add("--libsqlite3-db", help="libsqlite3: database file")
     add("--libsqlite3-table", default="gearman_queue", help="libsqlite3: table")
     add("--store-queue-on-shutdown", action="store_true",
@@ -157,6 +158,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     add("--redis-port", type=_port, default=6379)
     add("--redis-password", default="")
     add("--redis-prefix", default="_gear_")
+    add("--libmemcached-servers", default="127.0.0.1:11211",
+        help="memcached server, HOST:PORT (the first of a list is used)")
+    add("--libmemcached-prefix", default="gear_")
     add("--config-file", help=f"file of further options (default {DEFAULT_CONFIG_FILE} if present)")
     add("--syslog", action="store_true", help="also log to syslog")
     add("--coredump", action="store_true", help="allow core dumps")
@@ -234,6 +238,9 @@ def parse(argv: list[str], prog: str = "gearspec serve") -> ServeConfig | None:
     elif queue_type == "redis":
         queue_options = {"host": ns.redis_server, "port": ns.redis_port,
                          "password": ns.redis_password, "prefix": ns.redis_prefix}
+    elif queue_type == "libmemcached":
+        queue_options = {"servers": ns.libmemcached_servers,
+                         "prefix": ns.libmemcached_prefix}
     if ns.protocol is not None and ns.protocol.lower() != "http":
         raise UsageError(f"protocol module {ns.protocol!r} is not available (gearmand's "
                          "only one is http)")

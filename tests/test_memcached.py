@@ -1,0 +1,163 @@
+"""`-q libmemcached` against a real memcached: restarts, done jobs, refusals, and
+queues written by gearmand replayed by ours and the other way round."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conformance.targets import GearmandTarget, RefTarget, Target, free_port
+from reference_server.protocol import Decoder, Packet, PacketType, encode
+from reference_server.queues.memcached import MemcachedQueue
+from tests.conftest import require_gearmand, require_program
+
+T = PacketType
+
+
+@pytest.fixture
+def memcached() -> Iterator[int]:
+    binary = require_program("memcached", "memcached")
+    port = free_port()
+    user = ["-u", "root"] if os.geteuid() == 0 else []
+    process = subprocess.Popen([binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0",
+                                "-m", "64", *user])
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    yield port
+    process.terminate()
+    process.wait(10)
+
+
+def options(port: int) -> list[str]:
+    return ["-q", "libmemcached", f"--libmemcached-servers=127.0.0.1:{port}"]
+
+
+def client(port: int) -> Any:
+    from pymemcache.client.base import Client
+
+    from reference_server.queues.memcached import _RawSerde
+
+    return Client(("127.0.0.1", port), serde=_RawSerde())
+
+
+def talk(target: Target, *packets: bytes, text: bytes = b"") -> list[Packet | bytes]:
+    """Send, and read one reply per packet (or the admin text up to '.')."""
+    with socket.create_connection(target.address, timeout=5) as sock:
+        sock.sendall(b"".join(packets) + text)
+        decoder = Decoder()
+        replies: list[Packet | bytes] = []
+        buffer = b""
+        while len(replies) < len(packets) or (text and not buffer.endswith(b".\n")):
+            data = sock.recv(65536)
+            if not data:
+                break
+            if len(replies) < len(packets):
+                decoder.feed(data)
+                while (event := decoder.next_event()) is not None:
+                    if isinstance(event, Packet):
+                        replies.append(event)
+                    else:
+                        buffer += event.raw
+            else:
+                buffer += data
+        return [*replies, buffer] if text else replies
+
+
+def submit_three(target: Target) -> list[Packet | bytes]:
+    return talk(target, encode(T.SUBMIT_JOB_BG, b"fa", b"u1", b"one"),
+                encode(T.SUBMIT_JOB_HIGH_BG, b"fb", b"", b"two"),
+                encode(T.SUBMIT_JOB_LOW_BG, b"fc", b"u3", b"three"))
+
+
+def priorities(target: Target) -> bytes:
+    """prioritystatus, rows sorted (gearmand lists them in hash order)."""
+    reply = talk(target, text=b"prioritystatus\n")[-1]
+    assert isinstance(reply, bytes)
+    return b"".join(sorted(line + b"\n" for line in reply.split(b"\n")[:-2])) + b".\n"
+
+
+EXPECTED = b"fa\t0\t1\t0\t0\nfb\t1\t0\t0\t0\nfc\t0\t0\t1\t0\n.\n"
+
+
+def test_jobs_survive_a_restart_and_leave_when_done(memcached: int) -> None:
+    target = RefTarget(options=options(memcached))
+    target.start()
+    try:
+        assert all(isinstance(r, Packet) and r.type == T.JOB_CREATED for r in submit_three(target))
+        assert client(memcached).get(b"gear_fa-u1") == (b"one", 1)
+        # An empty unique is stored under a key of its own (DEVIATIONS.md: gearmand's
+        # empty uniques collide), still "<prefix><function>-<unique>".
+        [key] = [k for k in MemcachedQueue(f"127.0.0.1:{memcached}")._keys()
+                 if k.startswith(b"gear_fb-")]
+        assert len(key) > len(b"gear_fb-") and client(memcached).get(key) == (b"two", 0)
+        target.restart()
+        assert priorities(target) == EXPECTED
+        grabbed = talk(target, encode(T.CAN_DO, b"fa") + encode(T.GRAB_JOB_UNIQ))
+        assert isinstance(grabbed[0], Packet) and grabbed[0].type == T.JOB_ASSIGN_UNIQ
+    finally:
+        target.stop()
+    # The worker left without finishing: the job is still stored for the next start.
+    assert client(memcached).get(b"gear_fa-u1") == (b"one", 1)
+    target = RefTarget(options=options(memcached))
+    target.start()
+    try:
+        with socket.create_connection(target.address, timeout=5) as sock:
+            sock.sendall(encode(T.CAN_DO, b"fa") + encode(T.GRAB_JOB_UNIQ))
+            decoder = Decoder()
+            while (job := decoder.next_event()) is None:
+                decoder.feed(sock.recv(4096))
+            assert isinstance(job, Packet)
+            sock.sendall(encode(T.WORK_COMPLETE, job.args[0], b"done") + encode(T.ECHO_REQ, b""))
+            while (event := decoder.next_event()) is None or event.type != T.ECHO_RES:
+                decoder.feed(sock.recv(4096))
+        assert client(memcached).get(b"gear_fa-u1") is None
+    finally:
+        target.stop()
+
+
+@pytest.mark.parametrize(("packet", "why"), [
+    (encode(T.SUBMIT_JOB_BG, b"with-dash", b"u", b"x"), "a '-' would split wrongly"),
+    (encode(T.SUBMIT_JOB_EPOCH, b"f", b"u", b"4102444800", b"x"), "no epoch jobs"),
+])
+def test_refused_jobs_are_errors_not_losses(memcached: int, packet: bytes, why: str) -> None:
+    with RefTarget(options=options(memcached)) as target:
+        [reply] = talk(target, packet)
+        assert isinstance(reply, Packet) and reply.type == T.ERROR, why
+        assert reply.args[0] == b"QUEUE_ERROR"
+
+
+@pytest.mark.parametrize(("writer", "reader"), [(GearmandTarget, RefTarget),
+                                                (RefTarget, GearmandTarget)])
+def test_a_queue_written_by_one_is_replayed_by_the_other(
+        memcached: int, writer: type[Target], reader: type[Target]) -> None:
+    require_gearmand()
+    first = writer(options=options(memcached))  # type: ignore[call-arg]
+    first.start()
+    try:
+        submit_three(first)
+    finally:
+        first.stop()
+    with reader(options=options(memcached)) as second:  # type: ignore[call-arg]
+        assert priorities(second) == EXPECTED
+
+
+def test_unreachable_memcached_is_one_line() -> None:
+    done = subprocess.run([sys.executable, "-m", "gearspec", "serve",
+                           "-L", "127.0.0.1", "-p", "0", *options(free_port())],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "memcached 127.0.0.1:" in done.stderr, done.stderr
