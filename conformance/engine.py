@@ -461,7 +461,10 @@ async def _http_step(ctx: Context, step: HTTPRequest | ExpectHTTP) -> None:
     status = lines[0].split(b" ")
     headers = {k.strip().lower(): v.strip() for k, _, v in
                (line.partition(b":") for line in lines[1:])}
-    length = int(headers.get(b"content-length", b"0") or 0)
+    declared = headers.get(b"content-length", b"0") or b"0"
+    if not declared.isdigit():
+        raise StepFailed(f"HTTP Content-Length is not a number: {show(declared)}")
+    length = int(declared)
     try:
         body = await asyncio.wait_for(reader.readexactly(length), wait)
     except (TimeoutError, asyncio.IncompleteReadError, OSError):

@@ -4,7 +4,7 @@ Wire level: ``packets()`` (any valid packet of any type, fields from realistic
 values and edge cases: empty, NUL-containing, around 64 bytes, around 8 KiB,
 64 KiB workloads), ``mutated()`` (bad magic, wrong type, wrong length, missing
 or extra NUL separators, truncated), ``text_lines()`` (admin lines, valid and
-not), ``garbage()`` (any of those or random bytes) and ``chunked(data)`` (one
+not), ``garbage()`` (any of those or random bytes) and ``cuts(draw, data)`` (one
 byte string cut into arbitrary pieces).
 """
 
@@ -157,10 +157,6 @@ def cuts(draw: st.DrawFn, data: bytes) -> list[bytes]:
     return cut(data, draw(_cut_counts), draw(_seeds))
 
 
-@st.composite
-def chunked(draw: st.DrawFn, data: bytes) -> list[bytes]:
-    """``data`` cut into pieces at arbitrary points (each piece non-empty)."""
-    return cuts(draw, data)
 
 
 # ---------------------------------------------------------------- pools

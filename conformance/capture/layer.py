@@ -22,6 +22,7 @@ from scapy.fields import FieldLenField, IntEnumField, StrFixedLenField, StrLenFi
 from scapy.layers.inet import TCP
 from scapy.packet import Packet, bind_layers, split_layers
 
+from conformance.engine import show
 from reference_server.protocol import (
     HEADER_SIZE,
     PACKETS,
@@ -48,10 +49,6 @@ def _split(packet_type: int, payload: bytes) -> dict[str, bytes]:
     return dict(zip(PACKETS[kind].args, split_arguments(kind, payload)))
 
 
-def _show(value: bytes, limit: int = 60) -> str:
-    text = repr(value)[2:-1]
-    return text if len(text) <= limit else text[:limit] + f"…(+{len(value)} bytes)"
-
 
 class _ArgumentsField(StrLenField):
     """The payload; displayed as the named arguments of the packet's type."""
@@ -62,7 +59,7 @@ class _ArgumentsField(StrLenField):
         named = _split(pkt.type, x)
         if not named:
             return super().i2repr(pkt, x)
-        return " ".join(f"{name}={_show(value)}" for name, value in named.items())
+        return " ".join(f"{name}={show(value, 60)}" for name, value in named.items())
 
 
 class Gearman(Packet):
@@ -124,8 +121,8 @@ class Gearman(Packet):
 
     def mysummary(self) -> str:
         name = _TYPE_NAMES.get(self.type, f"TYPE_{self.type}")
-        magic = "" if self.magic in _MAGICS else f"[magic {_show(self.magic)}] "
-        shown = " ".join(f"{k}={_show(v)}" for k, v in self.arguments.items())
+        magic = "" if self.magic in _MAGICS else f"[magic {show(self.magic, 60)}] "
+        shown = " ".join(f"{k}={show(v, 60)}" for k, v in self.arguments.items())
         return f"{magic}{name} {shown}".rstrip()
 
 
