@@ -46,6 +46,7 @@ from conformance.targets import (
     READY_TIMEOUT,
     Target,
     TargetError,
+    fill_in,
     free_port,
     wait_ready,
 )
@@ -142,7 +143,6 @@ class DockerTarget(Target):
     template: list[str] = field(default_factory=list)
     _logs: list[str] = field(default_factory=list)  # of containers already removed
     mounts: set[Path] = field(default_factory=set)  # more host folders, same paths
-    http_port: int | None = None  # -r http --http-port {http_port}: allocated here
 
     def tls_options(self, ca: Path, certificate: Path, key: Path) -> list[str] | None:
         # gearmand's names (the gearmand and ref images); the files' folder is mounted.
@@ -164,22 +164,17 @@ class DockerTarget(Target):
             self.capabilities = frozenset(c.strip() for c in declared.split(",") if c.strip())
         self.capabilities |= {"restart"} | ({"tls"} if self.tls is not None else set())
         self.workdir = Path(tempfile.mkdtemp(prefix="gearspec-docker-"))
-        self._launch(free_port(self.host))
+        try:
+            self._launch(free_port(self.host))
+        except TargetError:
+            self.stop()  # the services it started, and the workdir
+            raise
 
     def _command(self, port: int) -> list[str]:
         assert self.workdir is not None
         inside_host = self.host if self.network == "host" else "0.0.0.0"
-        if any("{http_port}" in option for option in self.options) and self.http_port is None:
-            self.http_port = free_port(self.host)
-        fill = {"{host}": inside_host, "{port}": str(port), "{workdir}": str(self.workdir),
-                "{http_port}": str(self.http_port)}
-
-        def expand(text: str) -> str:
-            for key, value in fill.items():
-                text = text.replace(key, value)
-            return text
-
-        return [expand(part) for part in [*self.template, *self.options]]
+        fill = {"{host}": inside_host, "{port}": str(port), "{workdir}": str(self.workdir)}
+        return [*fill_in(self.template, fill), *self.filled_options(fill)]
 
     def _launch(self, port: int) -> None:
         assert self.workdir is not None
@@ -254,6 +249,7 @@ class DockerTarget(Target):
 
     def stop(self) -> None:
         self._remove()
+        self.services.stop()
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -10,7 +10,9 @@ Labels tell the ``docker:`` target how to run it (``conformance/containers.py``)
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -31,7 +33,8 @@ PERL_SERVER = Path("/usr/bin/gearmand")  # Debian's gearman-server package
 def shared_libraries(binary: Path) -> list[Path]:
     """What the dynamic loader needs for ``binary`` (ldd's paths, loader included)."""
     out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
-    return [Path(p) for p in re.findall(r"(/\S+) \(0x", out)]
+    # normpath: a wheel's bundled libraries come as "pkg/../pkg.libs/lib.so".
+    return [Path(os.path.normpath(p)) for p in re.findall(r"(/\S+) \(0x", out)]
 
 
 def _directory(tar: tarfile.TarFile, path: Path, made: set[str], mode: int = 0o755) -> None:
@@ -108,20 +111,48 @@ def perl_image() -> tuple[list[Path], list[str], dict[str, str], str]:
             f"gearspec/perl:{version}")
 
 
+#: The database drivers our queues import (-q postgres, mysql, redis, libmemcached),
+#: with what they import in turn; copied from where this Python finds them.
+QUEUE_DRIVERS = ("psycopg", "psycopg_binary", "typing_extensions", "pymysql", "redis",
+                 "pymemcache")
+
+
+def queue_drivers() -> tuple[list[Path], list[str]]:
+    """The drivers' files (a package's folder, its bundled ``.libs`` beside it) and the
+    folders they live in, for PYTHONPATH.  A driver not installed here is left out:
+    its queue then says which package it needs, as it does outside the image."""
+    files: list[Path] = []
+    folders: list[str] = []
+    for name in QUEUE_DRIVERS:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            continue
+        where = list(spec.submodule_search_locations or [])
+        path = Path(where[0]) if where else Path(spec.origin)
+        files += [path, *path.parent.glob(f"{name}.libs")]
+        if str(path.parent) not in folders:
+            folders.append(str(path.parent))
+    return files, folders
+
+
 def ref_image() -> tuple[list[Path], list[str], dict[str, str], str]:
     python = Path(sys.executable).resolve()
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stdlib = Path(sys.base_prefix) / "lib" / f"python{version}"
+    packages, folders = queue_drivers()
     labels = {
         "org.gearspec.command": json.dumps([str(python), "-m", "reference_server", "-L",
                                             "{host}", "-p", "{port}",
                                             "-l", "{workdir}/server.log"]),
         "org.gearspec.capabilities": "echo,grab_job_uniq,server_options,persistence",
         "org.gearspec.baseline": "ref",
-        "org.gearspec.pythonpath": str(ROOT),
+        "org.gearspec.pythonpath": ":".join([str(ROOT), *folders]),
     }
     extensions = sorted((stdlib / "lib-dynload").glob("*.so"))  # _sqlite3, _ssl...
-    files = [*_with_libraries([python, *extensions]), stdlib, ROOT / "reference_server"]
+    drivers = [p for path in packages for p in ([path, *path.rglob("*.so*")]
+                                                  if path.is_dir() else [path])]
+    files = [*_with_libraries([python, *extensions, *drivers]), stdlib,
+             ROOT / "reference_server"]
     return files, ["/tmp"], labels, f"gearspec/ref:{__version__}"
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from conformance import services
 from conformance.baselines import BASELINE_DIR, Baseline, baseline_for, check_ids, judge
 from conformance.coverage import coverage
 from conformance.engine import Outcome, run_scenario
@@ -71,6 +72,14 @@ def baseline_name(spec: str) -> str:
         return baseline_of(spec)
     return spec.split("://", 1)[0] if "://" in spec else spec.split(":", 1)[0]
     # (so exec:... uses baselines/exec.yaml, tcp://... uses baselines/tcp.yaml)
+
+
+def unsupported(spec: str, missing: set[str]) -> str:
+    """Why a case cannot run here; for a helper service, what installs it."""
+    lacks = sorted(missing - services.MISSING.keys())
+    reasons = [f"{spec} lacks {', '.join(lacks)}"] if lacks else []
+    return "; ".join(reasons + [services.MISSING[need] for need in sorted(
+        missing & services.MISSING.keys())])
 
 
 def pcap_path(directory: str | Path, spec: str, scenario_id: str) -> Path:
@@ -179,11 +188,12 @@ class _TargetRun:
         # Cases grouped by the server they need: the main one, one per set of server
         # options, one per ``fresh`` case.
         groups: dict[tuple[str, ...], list[Scenario]] = defaultdict(list)
+        can = main.capabilities | services.available()
         for scenario in self.scenarios:
-            missing = scenario.needs - main.capabilities
+            missing = scenario.needs - can
             if missing:
                 self._record(CaseResult(scenario.id, self.spec, Verdict.UNSUPPORTED,
-                                        f"{self.spec} lacks {', '.join(sorted(missing))}"))
+                                        unsupported(self.spec, missing)))
             elif scenario.fresh:
                 groups[("--gearspec-fresh", scenario.id, *scenario.server_options)].append(
                     scenario)
@@ -265,7 +275,7 @@ class _TargetRun:
                 scenario, target.address, tag=tag, timeout_factor=self.run_options.timeout_factor,
                 has_echo="echo" in target.capabilities, target_control=control,
                 record_raw=self.run_options.pcap_dir is not None, tls=target.tls,
-                http_port=getattr(target, "http_port", None))
+                http_port=target.http_port)
         except Exception as error:  # a harness bug must not stop the run
             return CaseResult(scenario.id, self.spec, Verdict.ERROR,
                               f"harness error: {type(error).__name__}: {error}",

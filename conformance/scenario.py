@@ -35,6 +35,7 @@ from pathlib import Path
 
 import yaml
 
+from conformance import services
 from conformance.sections import SECTIONS
 from reference_server.protocol import PACKETS, Direction, PacketType
 
@@ -279,7 +280,7 @@ class Scenario:
             needs.add("restart")
         if self.tls is not None:
             needs.add("tls")
-        return needs
+        return needs | services.needed(self.server_options)
 
     def all_steps(self) -> list[Step]:
         steps: list[Step] = []

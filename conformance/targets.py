@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conformance.services import ServiceError, Services, free_port
 from reference_server.protocol import Decoder, Packet, PacketType, encode
 
 GEARMAND = "/usr/sbin/gearmand"
@@ -52,12 +53,6 @@ PLAINTEXT = "started with TLS options but answers in plaintext (a build without 
 
 class TargetError(Exception):
     """A target could not be started or reached; the message says why."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def connect(host: str, port: int, timeout: float,
@@ -124,6 +119,16 @@ def wait_ready(host: str, port: int, deadline: float,
     raise TargetError(f"no answer from {host}:{port} within {deadline - started:.0f} s")
 
 
+def fill_in(parts: list[str], values: dict[str, str]) -> list[str]:
+    """``parts`` with every placeholder in ``values`` replaced."""
+    filled = []
+    for part in parts:
+        for holder, value in values.items():
+            part = part.replace(holder, value)
+        filled.append(part)
+    return filled
+
+
 @dataclass
 class Target:
     """A Gearman server under test."""
@@ -135,10 +140,26 @@ class Target:
     capabilities: frozenset[str] = frozenset({"grab_job_uniq"})
     ready_timeout: float = READY_TIMEOUT
     tls: ssl.SSLContext | None = None  # how clients connect, when the server speaks TLS
+    # Ports and helper servers that ``{http_port}`` or ``{memcached}`` in the options
+    # ask for: made at the first start, kept across restarts, stopped with the target.
+    services: Services = field(default_factory=Services)
 
     @property
     def address(self) -> tuple[str, int]:
         return self.host, self.port
+
+    @property
+    def http_port(self) -> int | None:
+        return self.services.http_port
+
+    def filled_options(self, fill: dict[str, str]) -> list[str]:
+        """The options with every placeholder replaced: those in ``fill``, then the
+        services' (started here if this is the first time they are asked for)."""
+        try:
+            fill = {**fill, **self.services.fill(self.options)}
+        except ServiceError as error:
+            raise TargetError(f"{self.name}: {error}") from None
+        return fill_in(self.options, fill)
 
     @property
     def pid(self) -> int | None:
@@ -213,7 +234,6 @@ class ProcessTarget(Target):
 
     process: subprocess.Popen[bytes] | None = None
     workdir: Path | None = None
-    http_port: int | None = None  # -r http --http-port {http_port}: allocated here
     capabilities: frozenset[str] = frozenset({"grab_job_uniq", "echo", "restart",
                                               "server_options", "persistence"})
 
@@ -228,10 +248,7 @@ class ProcessTarget(Target):
         """The options with ``{workdir}`` replaced by this target's own temporary
         directory (for files such as a queue database: ``--libsqlite3-db
         {workdir}/queue.db``); it lives as long as the target, across restarts."""
-        if any("{http_port}" in option for option in self.options) and self.http_port is None:
-            self.http_port = free_port(self.host)  # kept across restarts, like the workdir
-        return [option.replace("{workdir}", str(workdir))
-                .replace("{http_port}", str(self.http_port)) for option in self.options]
+        return self.filled_options({"{workdir}": str(workdir)})
 
     @property
     def pid(self) -> int | None:
@@ -245,7 +262,11 @@ class ProcessTarget(Target):
     def start(self) -> None:
         safe = re.sub(r"[^A-Za-z0-9]+", "-", self.name).strip("-")[:40]
         self.workdir = Path(tempfile.mkdtemp(prefix=f"gearspec-{safe}-"))
-        self._launch(free_port(self.host))
+        try:
+            self._launch(free_port(self.host))
+        except TargetError:
+            self.stop()  # the services it started, and the workdir
+            raise
 
     def _launch(self, port: int) -> None:
         assert self.workdir is not None
@@ -307,6 +328,7 @@ class ProcessTarget(Target):
                 self.process.wait(5)
             except subprocess.TimeoutExpired:
                 self._kill()
+        self.services.stop()
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance import services
 from conformance.baselines import Baseline, judge, load_baseline
 from conformance.coverage import coverage
 from conformance.engine import run_scenario
@@ -336,6 +337,15 @@ class TestRunnerAndCli:
         result = asyncio.run(run(scenarios, [(f"tcp://{host}:{port}", [])],
                                  RunOptions(baseline_dir=str(tmp_path))))
         assert [r.verdict for r in result.results] == [Verdict.UNSUPPORTED]
+
+    def test_a_missing_helper_service_says_what_installs_it(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(services, "available", lambda: set())
+        scenarios = [s for s in load_catalog() if s.id.startswith("persistence/memcached/")]
+        assert scenarios
+        result = asyncio.run(run(scenarios, [("ref", [])], RunOptions()))
+        assert {(r.verdict, r.message) for r in result.results} == {
+            (Verdict.UNSUPPORTED, "memcached is not installed here (apt install memcached)")}
 
     def test_json_round_trip(self, tmp_path: Path) -> None:
         write(tmp_path / "s", PLANTED)

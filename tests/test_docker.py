@@ -7,6 +7,8 @@ import asyncio
 import fcntl
 import json
 import os
+import secrets
+import socket
 import subprocess
 import sys
 import tempfile
@@ -19,11 +21,14 @@ from typing import Any
 import pytest
 
 from conformance.containers import OWNER_LABEL, DockerTarget, ensure_engine, parse_docker
+from conformance.durability import QUEUES
 from conformance.results import RunResult, Verdict
 from conformance.runner import RunOptions, run
 from conformance.scenario import load_catalog, load_file
 from conformance.targets import TargetError
+from reference_server.protocol import Decoder, Packet, PacketType, encode
 from tests.conftest import require_gearmand
+from tests.test_queues import require_service
 
 ROOT = Path(__file__).resolve().parent.parent
 GEARMAND_IMAGE = "gearspec/gearmand:1.1.20"
@@ -190,7 +195,9 @@ def test_other_images_answer_like_their_local_servers(engine: Any, kind: str,
                               capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     image = done.stdout.split()[-1]
-    chosen = [s for s in load_catalog() if s.id.startswith(("submit/basic/", "client/echo/"))]
+    # For ref, the persistence cases too: the SQLite and memcached queues in the image.
+    areas = ("submit/basic/", "client/echo/", *(("persistence/",) if kind == "ref" else ()))
+    chosen = [s for s in load_catalog() if s.id.startswith(areas)]
     result = asyncio.run(run(chosen, [(f"docker:{image}", []), (kind, [])], RunOptions(),
                              catalog_ids={s.id for s in load_catalog()}))
     verdicts: dict[str, dict[str, Verdict]] = {}
@@ -204,3 +211,25 @@ def test_other_images_answer_like_their_local_servers(engine: Any, kind: str,
         secure = asyncio.run(run(tls_cases, [(f"docker:{image}", [])], RunOptions(tls=True)))
         assert {r.verdict for r in secure.results} == {Verdict.PASS}, secure.results
         assert ours(engine) == []
+
+
+@pytest.mark.parametrize("queue", ["postgres", "mysql", "redis"])
+def test_the_ref_image_carries_every_queue_driver(engine: Any, queue: str) -> None:
+    """The ref image holds the database drivers (psycopg with its bundled libpq,
+    PyMySQL, redis-py), so ``-q postgres|mysql|redis`` works inside it."""
+    require_service(queue)
+    with open(Path(tempfile.gettempdir()) / "gearspec-image-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = subprocess.run([sys.executable, "-m", "gearspec", "docker", "build", "ref"],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    table = f"gearspec_image_{secrets.token_hex(4)}"
+    options = [o.replace("{table}", table) for o in QUEUES[queue]]
+    with parse_docker(f"docker:{done.stdout.split()[-1]}", options) as target:
+        with socket.create_connection(target.address, timeout=10) as sock:
+            sock.sendall(encode(PacketType.SUBMIT_JOB_BG, b"image_queue", b"u", b"x"))
+            decoder = Decoder()
+            while (reply := decoder.next_event()) is None:
+                decoder.feed(sock.recv(4096))
+        assert isinstance(reply, Packet) and reply.type == PacketType.JOB_CREATED, reply
+    assert ours(engine) == []

@@ -1,0 +1,138 @@
+"""Services a target's server options can ask for, started next to the target.
+
+``{memcached}`` in a case's server options (``--libmemcached-servers {memcached}``)
+makes the target start a throwaway ``memcached`` on a free 127.0.0.1 port and put
+its ``HOST:PORT`` there.  It belongs to the target, not to the server process: it
+lives across the target's kills and restarts (that is what a persistence case
+checks) and stops with the target.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+#: Placeholder → the capability a case using it needs.
+PLACEHOLDERS = {"{memcached}": "memcached"}
+
+#: Why a capability from PLACEHOLDERS is missing, and what installs it.
+MISSING = {"memcached": "memcached is not installed here (apt install memcached)"}
+
+READY_TIMEOUT = 10.0
+
+
+class ServiceError(Exception):
+    """A service could not be started; the message says why."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def available() -> set[str]:
+    """The services this machine can start."""
+    return {"memcached"} if shutil.which("memcached") else set()
+
+
+def needed(options: list[str]) -> set[str]:
+    return {need for holder, need in PLACEHOLDERS.items()
+            if any(holder in option for option in options)}
+
+
+#: How the harness runs memcached.  ``no_lru_maintainer`` keeps one flat LRU per slab
+#: class: with the default segmented LRU, ``stats cachedump`` (which gearmand's replay
+#: uses, through libmemcached's memcached_dump) leaves out items still in the HOT LRU,
+#: so gearmand would or would not replay a job written just before its restart
+#: depending on milliseconds.  That gearmand behaviour is recorded and tested on its
+#: own (tests/test_memcached.py); the cases compare queue semantics, not LRU timing.
+FLAT_LRU = ["-o", "no_lru_maintainer"]
+
+
+@dataclass
+class Memcached:
+    """A memcached of our own: memory only, 64 MB, no UDP."""
+
+    host: str = "127.0.0.1"
+    options: list[str] = field(default_factory=lambda: list(FLAT_LRU))
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> None:
+        binary = shutil.which("memcached")
+        if binary is None:
+            raise ServiceError(MISSING["memcached"])
+        for _ in range(3):  # a free port can be taken between probe and bind
+            self.port = free_port(self.host)
+            # memcached refuses to run as root unless told which user to be.
+            user = ["-u", "root"] if os.geteuid() == 0 else []
+            self.process = subprocess.Popen(
+                [binary, "-l", self.host, "-p", str(self.port), "-U", "0", "-m", "64", *user,
+                 *self.options],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True)
+            if self._wait_ready():
+                return
+            self.stop()
+        raise ServiceError(f"memcached did not start on {self.host}")
+
+    def _wait_ready(self) -> bool:
+        assert self.process is not None
+        deadline = time.monotonic() + READY_TIMEOUT
+        while self.process.poll() is None and time.monotonic() < deadline:
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1) as sock:
+                    sock.sendall(b"version\r\n")
+                    if sock.recv(100).startswith(b"VERSION "):
+                        return True
+            except OSError:
+                time.sleep(0.05)
+        return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+
+
+@dataclass
+class Services:
+    """What a target started for its options; one of each, made when first asked."""
+
+    host: str = "127.0.0.1"
+    http_port: int | None = None  # -r http --http-port {http_port}: a port, no process
+    memcached: Memcached | None = None
+    _values: dict[str, str] = field(default_factory=dict)
+
+    def fill(self, options: list[str]) -> dict[str, str]:
+        """Placeholder → value for every service ``options`` mention (started now)."""
+        if any("{http_port}" in option for option in options) and self.http_port is None:
+            self.http_port = free_port(self.host)
+        if "memcached" in needed(options) and self.memcached is None:
+            self.memcached = Memcached(self.host)
+            self.memcached.start()
+        values = {}
+        if self.http_port is not None:
+            values["{http_port}"] = str(self.http_port)
+        if self.memcached is not None:
+            values["{memcached}"] = self.memcached.address
+        return values
+
+    def stop(self) -> None:
+        if self.memcached is not None:
+            self.memcached.stop()
+            self.memcached = None
