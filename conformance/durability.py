@@ -43,6 +43,8 @@ QUEUES: dict[str, list[str]] = {
               "--mysql-db", "test", "--mysql-table", "{table}"],
     "redis": ["-q", "redis", "--redis-server", "127.0.0.1", "--redis-port", "6379",
               "--redis-prefix", "{table}"],
+    # A memcached of the target's own (conformance/services.py), kept across the kills.
+    "memcached": ["-q", "libmemcached", "--libmemcached-servers", "{memcached}"],
 }
 
 

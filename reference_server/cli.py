@@ -41,6 +41,15 @@ from reference_server.usage import Parser, UsageError
 DEFAULT_PORT = 4730
 DEFAULT_CONFIG_FILE = "/etc/gearmand.conf"
 
+#: gearmand queue modules we do not provide, and why (each gets one error line).
+NOT_PROVIDED = {
+    "libtokyocabinet": "Tokyo Cabinet is unmaintained and Debian's gearmand is built "
+                       "without it; use -q libsqlite3 for a local file",
+    "mongodb": "no gearmand release shipped a MongoDB queue; use -q libsqlite3, postgres, "
+               "mysql or redis",
+}
+NOT_PROVIDED["tokyocabinet"] = NOT_PROVIDED["libtokyocabinet"]
+
 _LOG_LEVELS = {"FATAL": logging.CRITICAL, "ALERT": logging.CRITICAL, "CRITICAL": logging.CRITICAL,
                "ERROR": logging.ERROR, "WARNING": logging.WARNING, "NOTICE": logging.INFO,
                "INFO": logging.INFO, "DEBUG": logging.DEBUG}
@@ -141,7 +150,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="rotate a worker's functions after each job it takes")
     add("-q", "--queue-type", default="builtin",
         help="persistent queue: builtin (none), libsqlite3, postgres, mysql, redis, "
-             "libmemcached")
+             "libmemcached, libdrizzle")
     add("--libsqlite3-db", help="libsqlite3: database file")
     add("--libsqlite3-table", default="gearman_queue", help="libsqlite3: table")
     add("--store-queue-on-shutdown", action="store_true",
@@ -161,6 +170,19 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     add("--libmemcached-servers", default="127.0.0.1:11211",
         help="memcached server, HOST:PORT (the first of a list is used)")
     add("--libmemcached-prefix", default="gear_")
+    # gearmand's libdrizzle module, with its defaults (Drizzle's port among them).
+    add("--libdrizzle-host", default="localhost")
+    add("--libdrizzle-port", type=_port, default=4427)
+    add("--libdrizzle-uds", default="", help="libdrizzle: Unix socket of the server")
+    add("--libdrizzle-user", default="root")
+    add("--libdrizzle-password", default="")
+    add("--libdrizzle-db", default="gearman")
+    add("--libdrizzle-table", default="queue")
+    add("--libdrizzle-mysql", action="store_true",
+        help="libdrizzle: the server speaks MySQL (required: MySQL and MariaDB only)")
+    # Accepted so that -q libtokyocabinet gets its own message, not an unknown option.
+    add("--libtokyocabinet-file", help=argparse.SUPPRESS)
+    add("--libtokyocabinet-optimize", help=argparse.SUPPRESS)
     add("--config-file", help=f"file of further options (default {DEFAULT_CONFIG_FILE} if present)")
     add("--syslog", action="store_true", help="also log to syslog")
     add("--coredump", action="store_true", help="allow core dumps")
@@ -220,6 +242,8 @@ def parse(argv: list[str], prog: str = "gearspec serve") -> ServeConfig | None:
         print(f"gearspec reference server {__version__} (gearmand {GEARMAND_VERSION} protocol)")
         return None
     queue_type = ns.queue_type.lower()
+    if queue_type in NOT_PROVIDED:
+        raise UsageError(f"-q {ns.queue_type}: not provided: {NOT_PROVIDED[queue_type]}")
     if queue_type not in queue_types():
         raise UsageError(f"unknown queue type {ns.queue_type!r} (available: "
                          f"{', '.join(queue_types())})")
@@ -241,6 +265,11 @@ def parse(argv: list[str], prog: str = "gearspec serve") -> ServeConfig | None:
     elif queue_type == "libmemcached":
         queue_options = {"servers": ns.libmemcached_servers,
                          "prefix": ns.libmemcached_prefix}
+    elif queue_type == "libdrizzle":
+        queue_options = {"host": ns.libdrizzle_host, "port": ns.libdrizzle_port,
+                         "user": ns.libdrizzle_user, "password": ns.libdrizzle_password,
+                         "db": ns.libdrizzle_db, "table": ns.libdrizzle_table,
+                         "socket": ns.libdrizzle_uds, "mysql": ns.libdrizzle_mysql}
     if ns.protocol is not None and ns.protocol.lower() != "http":
         raise UsageError(f"protocol module {ns.protocol!r} is not available (gearmand's "
                          "only one is http)")

@@ -1,7 +1,8 @@
 """SIGKILLs during a load of background jobs: nothing acknowledged is lost.
 
 CI runs a small load (2,000 jobs, 5 kills) against our server and gearmand with
-their SQLite queues; `gearspec durability --jobs 20000 --kills 20` is the full run.
+their SQLite and memcached queues, and ours with PostgreSQL and MySQL;
+`gearspec durability --jobs 20000 --kills 20` is the full run.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ import pytest
 
 from conformance.durability import queue_options, run_durability
 from conformance.targets import Target
+from tests.conftest import require_program
 from tests.test_queues import require_service
 
 
 @pytest.mark.parametrize(("kind", "queue"), [("ref", "sqlite"), ("gearmand", "sqlite"),
-                                             ("ref", "postgres"), ("ref", "mysql")])
+                                             ("ref", "postgres"), ("ref", "mysql"),
+                                             ("ref", "memcached"), ("gearmand", "memcached")])
 async def test_no_acknowledged_job_is_lost(kind: str, queue: str,
                                            start_target: Callable[..., Target]) -> None:
-    if queue != "sqlite":
+    if queue == "memcached":  # a memcached of the target's own, kept across the kills
+        require_program("memcached", "memcached")
+    elif queue != "sqlite":
         require_service(queue)
     target = start_target(kind, *queue_options(queue))
     result = await run_durability(target, queue=queue, jobs=2000, kills=5, seed=11)

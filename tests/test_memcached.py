@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from conformance.services import FLAT_LRU, Memcached
 from conformance.targets import GearmandTarget, RefTarget, Target, free_port
 from reference_server.protocol import Decoder, Packet, PacketType, encode
+from reference_server.queues import StoredJob
 from reference_server.queues.memcached import MemcachedQueue
 from tests.conftest import require_gearmand, require_program
 
@@ -222,3 +224,34 @@ def test_the_harness_memcached_lives_as_long_as_its_target() -> None:
     finally:
         target.stop()
     assert process.poll() is not None and target.services.memcached is None
+
+
+def test_a_long_listing_is_read_whole(memcached: int) -> None:
+    """3,000 jobs make a listing of about 200 KB; every one comes back.  (pymemcache's
+    raw_command kept only the last 4 KiB of it: found by `gearspec durability`.)"""
+    queue = MemcachedQueue(f"127.0.0.1:{memcached}")
+    jobs = [StoredJob(b"u%d" % i, b"many", b"x", i % 3) for i in range(3000)]
+    for job in jobs:
+        queue.add(job)
+    queue.flush()
+    assert sorted(queue.replay(), key=lambda j: j.unique) == sorted(jobs, key=lambda j: j.unique)
+    queue.close()
+
+
+def test_a_busy_crawler_is_waited_for(memcached: int) -> None:
+    """memcached runs one crawler request at a time and answers BUSY to the next: a
+    server killed during its replay leaves one running.  The listing waits for it."""
+    queue = MemcachedQueue(f"127.0.0.1:{memcached}")
+    jobs = [StoredJob(b"u%d" % i, b"busy", b"x", 1) for i in range(3000)]
+    for job in jobs:
+        queue.add(job)
+    queue.flush()
+    with socket.create_connection(("127.0.0.1", memcached), timeout=5) as other:
+        other.sendall(b"lru_crawler metadump all\r\n")
+        other.recv(100)  # the other request has started, and stays unread
+        with socket.create_connection(("127.0.0.1", memcached), timeout=5) as probe:
+            probe.sendall(b"lru_crawler metadump all\r\n")
+            assert probe.recv(100).startswith(b"BUSY"), "the premise: memcached is busy"
+        threading.Timer(0.3, other.close).start()
+        assert len(list(queue.replay())) == 3000
+    queue.close()

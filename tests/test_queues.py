@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.targets import GearmandTarget, RefTarget, Target
+from conformance.targets import GEARMAND, GearmandTarget, RefTarget, Target
 from reference_server.client import Client, Link, ServerError, Worker
 from reference_server.protocol import PacketType, encode
 from reference_server.queues import EMPTY_UNIQUE_MARKER, BatchingQueue, QueueError, StoredJob
@@ -49,7 +49,7 @@ SERVICES = {
 
 
 def require_service(name: str) -> None:
-    port, message = SERVICES[name]
+    port, message = SERVICES["mysql" if name == "libdrizzle" else name]
     if not service_up(port):
         pytest.skip(message)
 
@@ -137,7 +137,7 @@ def table_name() -> str:
 
 def backend(kind: str, tmp_path: Path, port: int | None = None, table: str | None = None
             ) -> BatchingQueue:
-    from reference_server.queues.mysql import MySQLQueue
+    from reference_server.queues.mysql import DrizzleQueue, MySQLQueue
     from reference_server.queues.postgres import PostgresQueue
     from reference_server.queues.redis import RedisQueue
     from reference_server.queues.sqlite import SQLiteQueue
@@ -150,6 +150,8 @@ def backend(kind: str, tmp_path: Path, port: int | None = None, table: str | Non
         return PostgresQueue(PG_CONNINFO.format(port=port or 5432), table)
     if kind == "mysql":
         return MySQLQueue("127.0.0.1", port or 3306, "root", "", "test", table)
+    if kind == "libdrizzle":
+        return DrizzleQueue("127.0.0.1", port or 3306, db="test", table=table, mysql=True)
     return RedisQueue("127.0.0.1", port or 6379, "", table)
 
 
@@ -166,11 +168,15 @@ def server_options(kind: str, tmp_path: Path, port: int | None = None,
     if kind == "mysql":
         return ["-q", "mysql", "--mysql-host", "127.0.0.1", "--mysql-port", str(port or 3306),
                 "--mysql-user", "root", "--mysql-db", "test", "--mysql-table", table]
+    if kind == "libdrizzle":  # gearmand's spelling, its defaults for user (root)
+        return ["-q", "libdrizzle", "--libdrizzle-host", "127.0.0.1", "--libdrizzle-port",
+                str(port or 3306), "--libdrizzle-db", "test", "--libdrizzle-table", table,
+                "--libdrizzle-mysql"]
     return ["-q", "redis", "--redis-server", "127.0.0.1", "--redis-port", str(port or 6379),
             "--redis-prefix", table]
 
 
-KINDS = ["sqlite", "postgres", "mysql", "redis"]
+KINDS = ["sqlite", "postgres", "mysql", "redis", "libdrizzle"]
 ROWS = [StoredJob(b"u1", b"f", b"data\0with nul", 1), StoredJob(b"u2", b"f", b"", 0, 4102444800),
         StoredJob(b"u-3", b"fn-with-dash", b"x", 2)]
 
@@ -229,13 +235,13 @@ async def test_jobs_survive_a_kill(kind: str, tmp_path: Path, start_target: Call
         assert (await link.next_event(5)).type == T.NO_JOB  # done jobs do not come back
 
 
-@pytest.mark.parametrize("kind", ["postgres", "mysql", "redis"])
+@pytest.mark.parametrize("kind", ["postgres", "mysql", "redis", "libdrizzle"])
 async def test_store_going_away_acknowledges_nothing(kind: str, tmp_path: Path,
                                                      proxy: Callable[[int], Proxy],
                                                      start_target: Callable[..., Target]
                                                      ) -> None:
     require_service(kind)
-    cut = proxy(SERVICES[kind][0])
+    cut = proxy(SERVICES["mysql" if kind == "libdrizzle" else kind][0])
     target = start_target("ref", *server_options(kind, tmp_path, port=cut.port))
     assert len(await submit_background(target, [(b"before", b"x")])) == 1
     cut.cut()
@@ -305,7 +311,13 @@ def test_bad_queue_options_are_one_line(tmp_path: Path) -> None:
                           str(tmp_path / "no" / "q.db")], "-q libsqlite3: sqlite3"),
                         (["-q", "postgres", "--libpq-conninfo", "host=127.0.0.1 port=1"],
                          "-q postgres: postgres:"),
-                        (["-q", "redis", "--redis-port", "1"], "-q redis: redis 127.0.0.1:1")):
+                        (["-q", "redis", "--redis-port", "1"], "-q redis: redis 127.0.0.1:1"),
+                        (["-q", "libdrizzle"], "add --libdrizzle-mysql"),
+                        (["-q", "libdrizzle", "--libdrizzle-mysql", "--libdrizzle-host",
+                          "127.0.0.1"], "-q libdrizzle: mysql 127.0.0.1:4427"),
+                        (["-q", "libtokyocabinet", "--libtokyocabinet-file",
+                          str(tmp_path / "q.tcb")], "-q libtokyocabinet: not provided"),
+                        (["-q", "MongoDB"], "-q MongoDB: not provided")):
         done = subprocess.run([sys.executable, "-m", "reference_server", "-L", "127.0.0.1",
                                "-p", "0", "-l", "none", *args], capture_output=True, text=True,
                               timeout=60, check=False)
@@ -327,6 +339,9 @@ GEARMAND_QUEUE = {  # how gearmand names each module and its options
     "redis": lambda tmp, table, port: ["-q", "redis", "--redis-server", "127.0.0.1",
                                        "--redis-port", "6379", "--redis-prefix", table],
 }
+# Debian's gearmand is built without libdrizzle (test below); the table layout is the
+# one its MySQL module writes, so a libdrizzle table is checked against that module.
+GEARMAND_QUEUE["libdrizzle"] = GEARMAND_QUEUE["mysql"]
 # Jobs both servers store the same way (gearmand cannot round-trip an empty unique,
 # a '-' in a Redis key, or epoch times in Redis and PostgreSQL INTEGER columns; and
 # its Redis replay cuts the data at a NUL).
@@ -363,3 +378,42 @@ def test_stale_queue_error_is_raised_for_a_dead_store() -> None:
 
 def test_targets_are_process_targets() -> None:
     assert issubclass(RefTarget, Target) and issubclass(GearmandTarget, Target)
+
+
+def test_debian_gearmand_has_no_libdrizzle_module() -> None:
+    """Why libdrizzle is compared with gearmand's MySQL module and not with itself."""
+    import subprocess
+
+    require_gearmand()
+    done = subprocess.run([GEARMAND, "-L", "127.0.0.1", "-p", "0", "-q", "libdrizzle",
+                           "--libdrizzle-mysql"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert "unrecognised option '--libdrizzle-mysql'" in done.stderr, done.stderr
+    bare = subprocess.run([GEARMAND, "-L", "127.0.0.1", "-p", "0", "-q", "libdrizzle"],
+                          capture_output=True, text=True, timeout=30)
+    assert "Error while initializing the queue : libdrizzle" in bare.stderr, bare.stderr
+
+
+async def test_an_old_libdrizzle_table_without_when_to_run(
+        tmp_path: Path, start_target: Callable[..., Target]) -> None:
+    """libdrizzle tables made before epoch jobs lack ``when_to_run``: they still take
+    jobs, and refuse epoch jobs (QUEUE_ERROR), as gearmand's module did."""
+    import pymysql
+
+    require_service("mysql")
+    table = table_name()
+    with pymysql.connect(host="127.0.0.1", user="root", database="test") as db, \
+            db.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {table} (unique_key VARCHAR(64), function_name "
+                       "VARCHAR(255), priority INT, data LONGBLOB, "
+                       "UNIQUE KEY (unique_key, function_name))")
+    target = start_target("ref", *server_options("libdrizzle", tmp_path, table=table))
+    await submit_background(target, [(b"plain", b"x")])
+    async with await Link.open(target.address) as link:
+        link.send(T.SUBMIT_JOB_EPOCH, b"durable", b"later", b"4102444800", b"x")
+        await link.drain()
+        refused = await link.next_event(5)
+        assert refused.type == T.ERROR and refused.args[0] == b"QUEUE_ERROR"
+    target.kill()
+    target.restart()
+    assert await run_all(target, 1) == [(b"plain", b"x")]

@@ -157,10 +157,11 @@ class BatchingQueue:
 def queue_types() -> dict[str, type]:
     """``-q NAME`` (case-insensitive) → queue class.  Backends load their driver lazily."""
     from reference_server.queues.memcached import MemcachedQueue
-    from reference_server.queues.mysql import MySQLQueue
+    from reference_server.queues.mysql import DrizzleQueue, MySQLQueue
     from reference_server.queues.postgres import PostgresQueue
     from reference_server.queues.redis import RedisQueue
     from reference_server.queues.sqlite import SQLiteQueue
 
     return {"builtin": BuiltinQueue, "libsqlite3": SQLiteQueue, "postgres": PostgresQueue,
-            "mysql": MySQLQueue, "redis": RedisQueue, "libmemcached": MemcachedQueue}
+            "mysql": MySQLQueue, "redis": RedisQueue, "libmemcached": MemcachedQueue,
+            "libdrizzle": DrizzleQueue}

@@ -19,12 +19,17 @@ What memcached cannot promise, we say rather than hide:
 
 from __future__ import annotations
 
+import socket
+import time
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from reference_server.queues import BatchingQueue, Op, QueueError, StoredJob
 
 MAX_KEY = 250
+BUSY_WAIT = 30.0  # seconds to wait for another crawler request to finish
+GET_BATCH = 100  # keys per get at replay
+TIMEOUT = 5.0
 
 
 class _RawSerde:
@@ -52,7 +57,9 @@ class MemcachedQueue(BatchingQueue):
         except ValueError:
             raise QueueError(f"--libmemcached-servers: {servers!r} is not HOST:PORT") from None
         self.prefix = prefix.encode()
-        self.client = Client(address, serde=_RawSerde(), connect_timeout=5, timeout=5)
+        self.address = address
+        self.client = Client(address, serde=_RawSerde(), connect_timeout=TIMEOUT,
+                             timeout=TIMEOUT)
         try:
             self.client.version()
         except (OSError, Exception) as error:  # pymemcache raises its own and socket errors
@@ -88,7 +95,21 @@ class MemcachedQueue(BatchingQueue):
             raise QueueError(f"memcached: {error}") from None
 
     def _keys(self) -> list[bytes]:
-        dump = self.client.raw_command(b"lru_crawler metadump all", b"END\r\n")
+        """Every key with our prefix, from ``lru_crawler metadump all``.  memcached
+        runs one crawler request at a time and answers BUSY meanwhile (one a killed
+        server left half read runs on for a moment): wait for it, within limits."""
+        deadline = time.monotonic() + BUSY_WAIT
+        while True:
+            dump = self._metadump()
+            if not dump.startswith(b"BUSY"):
+                break
+            if time.monotonic() > deadline:
+                raise QueueError(f"memcached stayed busy with another crawler request "
+                                 f"for {BUSY_WAIT:.0f} s: cannot list the queue")
+            time.sleep(0.05)
+        if not dump.endswith(b"END"):
+            raise QueueError(f"memcached cannot list its keys (lru_crawler metadump): "
+                             f"{dump[:80]!r}")
         keys = []
         for line in dump.split(b"\n"):
             if line.startswith(b"key="):
@@ -97,17 +118,33 @@ class MemcachedQueue(BatchingQueue):
                     keys.append(key)
         return keys
 
+    def _metadump(self) -> bytes:
+        """One ``lru_crawler metadump all`` answer, without its final \r\n.  On a
+        connection of its own: pymemcache's raw_command drops all but the last
+        4 KiB of an answer longer than that."""
+        with socket.create_connection(self.address, timeout=TIMEOUT) as sock:
+            sock.sendall(b"lru_crawler metadump all\r\n")
+            answer = b""
+            # Listed lines end in \n, the listing in END\r\n: the first \r\n ends it.
+            while b"\r\n" not in answer:
+                data = sock.recv(65536)
+                if not data:
+                    raise QueueError("memcached closed the connection during a listing")
+                answer += data
+            return answer.split(b"\r\n", 1)[0]
+
     def _read(self) -> list[StoredJob]:
         jobs = []
         try:
-            for key in self._keys():
-                got = self.client.get(key)
-                if got is None:  # evicted or done since the listing
-                    continue
-                data, flags = got
-                function, sep, unique = key[len(self.prefix):].partition(b"-")
-                if sep:
-                    jobs.append(StoredJob(unique, function, data, int(flags)))
+            keys = self._keys()
+            for start in range(0, len(keys), GET_BATCH):
+                found = self.client.get_many(keys[start:start + GET_BATCH])
+                for key, (data, flags) in found.items():  # evicted or done: not found
+                    function, sep, unique = key[len(self.prefix):].partition(b"-")
+                    if sep:
+                        jobs.append(StoredJob(unique, function, data, int(flags)))
+        except QueueError:
+            raise
         except Exception as error:
             raise QueueError(f"memcached: {error}") from None
         return jobs
