@@ -116,7 +116,6 @@ class Services:
     host: str = "127.0.0.1"
     http_port: int | None = None  # -r http --http-port {http_port}: a port, no process
     memcached: Memcached | None = None
-    _values: dict[str, str] = field(default_factory=dict)
 
     def fill(self, options: list[str]) -> dict[str, str]:
         """Placeholder → value for every service ``options`` mention (started now)."""

@@ -269,7 +269,7 @@ def parse(argv: list[str], prog: str = "gearspec serve") -> ServeConfig | None:
         queue_options = {"host": ns.libdrizzle_host, "port": ns.libdrizzle_port,
                          "user": ns.libdrizzle_user, "password": ns.libdrizzle_password,
                          "db": ns.libdrizzle_db, "table": ns.libdrizzle_table,
-                         "socket": ns.libdrizzle_uds, "mysql": ns.libdrizzle_mysql}
+                         "uds": ns.libdrizzle_uds, "mysql": ns.libdrizzle_mysql}
     if ns.protocol is not None and ns.protocol.lower() != "http":
         raise UsageError(f"protocol module {ns.protocol!r} is not available (gearmand's "
                          "only one is http)")

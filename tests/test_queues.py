@@ -417,3 +417,25 @@ async def test_an_old_libdrizzle_table_without_when_to_run(
     target.kill()
     target.restart()
     assert await run_all(target, 1) == [(b"plain", b"x")]
+
+
+async def test_libdrizzle_over_a_unix_socket(tmp_path: Path,
+                                             start_target: Callable[..., Target]) -> None:
+    """--libdrizzle-uds: the server's Unix socket instead of host and port."""
+    import pymysql
+
+    require_service("mysql")
+    with pymysql.connect(host="127.0.0.1", user="root", database="test") as db, \
+            db.cursor() as cursor:
+        cursor.execute("SELECT @@socket")
+        [(path,)] = cursor.fetchall()
+    if not path or not Path(path).exists():
+        pytest.skip(f"MariaDB's Unix socket {path!r} is not there (it listens on TCP only)")
+    options = ["-q", "libdrizzle", "--libdrizzle-uds", path, "--libdrizzle-host", "nowhere",
+               "--libdrizzle-db", "test", "--libdrizzle-table", table_name(),
+               "--libdrizzle-mysql"]
+    target = start_target("ref", *options)
+    await submit_background(target, [(b"by-socket", b"x")])
+    target.kill()
+    target.restart()
+    assert await run_all(target, 1) == [(b"by-socket", b"x")]

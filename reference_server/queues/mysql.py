@@ -35,14 +35,14 @@ class MySQLQueue(BatchingQueue):
 
     def __init__(self, host: str = "localhost", port: int = 3306, user: str = "",
                  password: str = "", db: str = "", table: str = "gearman_queue",
-                 socket: str = "") -> None:
+                 uds: str = "") -> None:
         super().__init__()
         if not _NAME.match(table):
             raise QueueError(f"{self.option}-table {table!r} is not a plain table name")
         self.params = {"host": host, "port": port, "user": user or None,
                        "password": password, "database": db or None,
-                       "unix_socket": socket or None}
-        self.where = socket or f"{host}:{port}"
+                       "unix_socket": uds or None}
+        self.where = uds or f"{host}:{port}"
         self.table = table
         self.db = None
         self._run([(f"CREATE TABLE IF NOT EXISTS {table} (unique_key VARCHAR(64), "
@@ -91,12 +91,17 @@ class MySQLQueue(BatchingQueue):
         super().add(job)
 
     def _write(self, ops: list[Op]) -> None:
-        when = ", when_to_run" if self.epochs else ""
-        insert = (f"INSERT INTO {self.table} (unique_key, function_name, priority, data"
-                  f"{when}) VALUES (%s, %s, %s, %s{', %s' if self.epochs else ''})")
+        columns = ["unique_key", "function_name", "priority", "data"]
+        columns += ["when_to_run"] if self.epochs else []
+        insert = (f"INSERT INTO {self.table} ({', '.join(columns)}) "
+                  f"VALUES ({', '.join(['%s'] * len(columns))})")
         delete = f"DELETE FROM {self.table} WHERE unique_key = %s AND function_name = %s"
-        self._run([(insert, (a.unique, a.function, a.priority, a.data, a.when)[
-            :5 if self.epochs else 4]) if kind == "add" else (delete, a) for kind, a in ops])
+
+        def row(job: StoredJob) -> tuple[object, ...]:
+            return (job.unique, job.function, job.priority, job.data,
+                    *((job.when,) if self.epochs else ()))
+
+        self._run([(insert, row(a)) if kind == "add" else (delete, a) for kind, a in ops])
 
     def _read(self) -> list[StoredJob]:
         when = "when_to_run" if self.epochs else "0"
@@ -124,10 +129,10 @@ class DrizzleQueue(MySQLQueue):
 
     def __init__(self, host: str = "localhost", port: int = 4427, user: str = "root",
                  password: str = "", db: str = "gearman", table: str = "queue",
-                 socket: str = "", mysql: bool = False) -> None:
+                 uds: str = "", mysql: bool = False) -> None:
         if not mysql:
             # Without the switch libdrizzle spoke the Drizzle server's own protocol
             # (port 4427); Drizzle is long gone, and MySQL needs the switch in gearmand too.
             raise QueueError("only MySQL and MariaDB servers are served: add "
                              "--libdrizzle-mysql (the Drizzle protocol is not spoken)")
-        super().__init__(host, port, user, password, db, table, socket)
+        super().__init__(host, port, user, password, db, table, uds)
