@@ -246,7 +246,11 @@ def test_a_busy_crawler_is_waited_for(memcached: int) -> None:
     for job in jobs:
         queue.add(job)
     queue.flush()
-    with socket.create_connection(("127.0.0.1", memcached), timeout=5) as other:
+    with socket.socket() as other:
+        # A small receive buffer, so the unread listing holds the crawler for certain.
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        other.settimeout(5)
+        other.connect(("127.0.0.1", memcached))
         other.sendall(b"lru_crawler metadump all\r\n")
         other.recv(100)  # the other request has started, and stays unread
         with socket.create_connection(("127.0.0.1", memcached), timeout=5) as probe:
