@@ -43,23 +43,28 @@ def engine() -> Any:
                     "the tests start dockerd --iptables=false --bridge=none themselves)")
 
 
-@pytest.fixture(scope="session")
-def gearmand_image(engine: Any) -> Iterator[str]:
-    """The gearmand image, built once per test run however many processes ask (a
-    rebuild while another process runs the old image would leave it behind)."""
-    require_gearmand()
+def built_image(kind: str) -> str:
+    """``gearspec docker build KIND``, once per test run however many processes ask: a
+    rebuild removes the image the tag named before, which a container of another
+    process may still be running from."""
     run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))
-    marker = Path(tempfile.gettempdir()) / f"gearspec-image-{run_id}"
+    marker = Path(tempfile.gettempdir()) / f"gearspec-image-{kind}-{run_id}"
     with open(Path(tempfile.gettempdir()) / "gearspec-image-build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not marker.exists():
-            done = subprocess.run([sys.executable, "-m", "gearspec", "docker", "build",
-                                   "gearmand"], capture_output=True, text=True, timeout=300,
-                                  cwd=ROOT)
+            done = subprocess.run([sys.executable, "-m", "gearspec", "docker", "build", kind],
+                                  capture_output=True, text=True, timeout=300, cwd=ROOT)
             assert done.returncode == 0, done.stderr
-            assert done.stdout.strip() == f"built {GEARMAND_IMAGE}"
-            marker.touch()
-    yield GEARMAND_IMAGE
+            marker.write_text(done.stdout.split()[-1])
+        return marker.read_text()
+
+
+@pytest.fixture(scope="session")
+def gearmand_image(engine: Any) -> Iterator[str]:
+    require_gearmand()
+    image = built_image("gearmand")
+    assert image == GEARMAND_IMAGE
+    yield image
 
 
 def ours(engine: Any) -> list[Any]:
@@ -189,12 +194,7 @@ def test_matrix_report_agrees_with_single_target_runs(engine: Any, gearmand_imag
 @pytest.mark.parametrize("kind", ["perl", "ref"])
 def test_other_images_answer_like_their_local_servers(engine: Any, kind: str,
                                                       tmp_path: Path) -> None:
-    with open(Path(tempfile.gettempdir()) / "gearspec-image-build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        done = subprocess.run([sys.executable, "-m", "gearspec", "docker", "build", kind],
-                              capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    image = done.stdout.split()[-1]
+    image = built_image(kind)
     # For ref, the persistence cases too: the SQLite and memcached queues in the image.
     areas = ("submit/basic/", "client/echo/", *(("persistence/",) if kind == "ref" else ()))
     chosen = [s for s in load_catalog() if s.id.startswith(areas)]
@@ -218,14 +218,9 @@ def test_the_ref_image_carries_every_queue_driver(engine: Any, queue: str) -> No
     """The ref image holds the database drivers (psycopg with its bundled libpq,
     PyMySQL, redis-py), so ``-q postgres|mysql|redis`` works inside it."""
     require_service(queue)
-    with open(Path(tempfile.gettempdir()) / "gearspec-image-build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        done = subprocess.run([sys.executable, "-m", "gearspec", "docker", "build", "ref"],
-                              capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
     table = f"gearspec_image_{secrets.token_hex(4)}"
     options = [o.replace("{table}", table) for o in QUEUES[queue]]
-    with parse_docker(f"docker:{done.stdout.split()[-1]}", options) as target:
+    with parse_docker(f"docker:{built_image('ref')}", options) as target:
         with socket.create_connection(target.address, timeout=10) as sock:
             sock.sendall(encode(PacketType.SUBMIT_JOB_BG, b"image_queue", b"u", b"x"))
             decoder = Decoder()
