@@ -48,8 +48,13 @@ SERVICES = {
 }
 
 
-def require_service(name: str) -> None:
-    port, message = SERVICES["mysql" if name == "libdrizzle" else name]
+def store_of(kind: str) -> str:
+    """The service a queue kind talks to (libdrizzle: MariaDB, as mysql does)."""
+    return "mysql" if kind == "libdrizzle" else kind
+
+
+def require_service(kind: str) -> None:
+    port, message = SERVICES[store_of(kind)]
     if not service_up(port):
         pytest.skip(message)
 
@@ -241,7 +246,7 @@ async def test_store_going_away_acknowledges_nothing(kind: str, tmp_path: Path,
                                                      start_target: Callable[..., Target]
                                                      ) -> None:
     require_service(kind)
-    cut = proxy(SERVICES["mysql" if kind == "libdrizzle" else kind][0])
+    cut = proxy(SERVICES[store_of(kind)][0])
     target = start_target("ref", *server_options(kind, tmp_path, port=cut.port))
     assert len(await submit_background(target, [(b"before", b"x")])) == 1
     cut.cut()
@@ -430,7 +435,8 @@ async def test_libdrizzle_over_a_unix_socket(tmp_path: Path,
         cursor.execute("SELECT @@socket")
         [(path,)] = cursor.fetchall()
     if not path or not Path(path).exists():
-        pytest.skip(f"MariaDB's Unix socket {path!r} is not there (it listens on TCP only)")
+        pytest.skip(f"MariaDB's Unix socket {path!r} is not there: start mariadbd with "
+                    "socket=/run/mysqld/mysqld.sock (Debian's default) to run this test")
     options = ["-q", "libdrizzle", "--libdrizzle-uds", path, "--libdrizzle-host", "nowhere",
                "--libdrizzle-db", "test", "--libdrizzle-table", table_name(),
                "--libdrizzle-mysql"]
