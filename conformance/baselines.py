@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from conformance.results import CaseResult, Verdict
 from conformance.scenario import ScenarioError
+from results import CaseResult, Verdict
 
 BASELINE_DIR = Path(__file__).resolve().parent / "baselines"
 

@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from conformance.durability import queue_options
-from conformance.targets import Target, TargetError, parse_target
+from conformance.specs import parse_target
+from conformance.targets import Target, TargetError
 from reference_server.loadgen import LoadResult, run_load
 from reference_server.protocol import PacketType
 

@@ -18,11 +18,12 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from conformance.results import RunResult
 from conformance.runner import RunOptions, run, select, terminal_progress
 from conformance.scenario import SCENARIO_DIR, ScenarioError, load_catalog, load_file
-from conformance.targets import TargetError, parse_target
+from conformance.specs import parse_target
+from conformance.targets import TargetError
 from reference_server.usage import Parser, UsageError
+from results import RunResult
 
 DEFAULT_JSON = Path("reports/latest/run.json")
 

@@ -12,13 +12,7 @@ from typing import Any
 
 from conformance.scenario import HTTPRequest, Scenario, SendPacket, SendRaw, SendText
 from conformance.sections import SECTIONS
-from reference_server.protocol import PACKETS, TYPE_LIMIT, Direction, PacketType
-
-#: The admin commands of gearmand 1.1.20's text protocol (section 4), and
-#: "shutdown", which it removed.
-ADMIN_COMMANDS = ("workers", "status", "prioritystatus", "maxqueue", "cancel", "show",
-                  "create", "drop", "getpid", "verbose", "version", "shutdown")
-
+from reference_server.protocol import ADMIN_COMMANDS, PACKETS, TYPE_LIMIT, Direction, PacketType
 
 #: What an HTTP request to gearmand's HTTP module can ask for (section 5).
 HTTP_FEATURES = ("POST", "PUT", "GET", "background", "unique", "priority high",
@@ -86,7 +80,7 @@ def coverage(scenarios: list[Scenario]) -> dict[str, Any]:
     requests = [t.name for t in REQUESTS]
     peer_responses = [t.name for t in PEER_SENT_RESPONSES]
     names = {PacketType(t).name for t in sent if 0 <= t < TYPE_LIMIT}
-    return {
+    figures = {
         "request_types": part(requests, names),
         "responses_sent_by_peer": part(peer_responses, names),
         "invalid_types": sorted(t for t in sent if not 0 < t < TYPE_LIMIT),
@@ -95,6 +89,8 @@ def coverage(scenarios: list[Scenario]) -> dict[str, Any]:
         "http": part(list(HTTP_FEATURES), http),
         "scenarios": len(scenarios),
     }
+    # The lines reports print, written into the run JSON: reports read results only.
+    return {**figures, "lines": summary_lines(figures)}
 
 
 def summary_lines(cov: dict[str, Any]) -> list[str]:

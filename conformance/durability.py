@@ -28,7 +28,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from conformance.targets import ProcessTarget, Target, TargetError, parse_target
+from conformance.specs import parse_target
+from conformance.targets import ProcessTarget, Target, TargetError
 from reference_server.protocol import Decoder, Packet, PacketType, ProtocolError, encode
 
 T = PacketType

@@ -27,7 +27,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from conformance.results import Entry, Verdict
 from conformance.scenario import (
     ExpectClosed,
     ExpectHTTP,
@@ -64,6 +63,7 @@ from reference_server.protocol import (
     encode,
     frame,
 )
+from results import Entry, Verdict
 
 DEFAULT_TIMEOUT = 2.0  # per expectation, times --timeout-factor
 TargetControl = Callable[[str], Awaitable[None]]  # "restart" / "kill" the target

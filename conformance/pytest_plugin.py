@@ -18,10 +18,11 @@ import pytest
 
 from conformance.baselines import BASELINE_DIR, baseline_for, judge
 from conformance.engine import run_scenario
-from conformance.results import CaseResult, Verdict
-from conformance.runner import baseline_name, select
+from conformance.runner import select
 from conformance.scenario import Scenario, load_catalog
-from conformance.targets import Target, parse_target
+from conformance.specs import baseline_name, parse_target
+from conformance.targets import Target
+from results import CaseResult, Verdict
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

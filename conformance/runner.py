@@ -31,11 +31,12 @@ from conformance import services
 from conformance.baselines import BASELINE_DIR, Baseline, baseline_for, check_ids, judge
 from conformance.coverage import coverage
 from conformance.engine import Outcome, run_scenario
-from conformance.results import CaseResult, RunResult, ScenarioInfo, TargetInfo, Verdict
 from conformance.scenario import Scenario, TargetAction
-from conformance.targets import CRASH_SETTLE, Target, TargetError, parse_target
+from conformance.specs import baseline_name, parse_target
+from conformance.targets import CRASH_SETTLE, Target, TargetError
 from conformance.tlsgen import CertificateSet
 from reference_server import __version__
+from results import CaseResult, RunResult, ScenarioInfo, TargetInfo, Verdict
 
 
 @dataclass
@@ -61,17 +62,6 @@ def select(scenarios: list[Scenario], include: list[str], exclude: list[str]) ->
               if (not include or any(fnmatch.fnmatchcase(s.id, g) for g in include))
               and not any(fnmatch.fnmatchcase(s.id, g) for g in exclude)]
     return chosen
-
-
-def baseline_name(spec: str) -> str:
-    """The baseline file a target spec uses: its kind (``tcp://…`` → ``tcp``); for a
-    ``docker:`` image, the one its label names (the gearmand image: ``gearmand``)."""
-    if spec.startswith(("docker:", "docker-published:")):
-        from conformance.containers import baseline_of
-
-        return baseline_of(spec)
-    return spec.split("://", 1)[0] if "://" in spec else spec.split(":", 1)[0]
-    # (so exec:... uses baselines/exec.yaml, tcp://... uses baselines/tcp.yaml)
 
 
 def unsupported(spec: str, missing: set[str]) -> str:

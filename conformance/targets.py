@@ -16,7 +16,7 @@ to account CPU to, and how to stop it.  Kinds so far:
 ``capabilities`` says what a kind can do that not every server can, e.g.
 ``grab_job_uniq`` (the Perl server knows only GRAB_JOB).
 
-Extra server options follow the kind: ``parse_target("gearmand", ["-w", "1"])``.
+Targets are made from a spec by ``conformance.specs.parse_target``.
 """
 
 from __future__ import annotations
@@ -442,39 +442,3 @@ class ExecTarget(ProcessTarget):
 
 def gearmand_available() -> bool:
     return os.access(GEARMAND, os.X_OK)
-
-
-def parse_target(spec: str, options: list[str] | None = None) -> Target:
-    """``ref``, ``gearmand``, ``perl``, ``gear``, ``exec:...``, ``tcp://HOST:PORT`` or
-    ``docker:IMAGE`` (``docker-published:IMAGE``)."""
-    options = list(options or [])
-    if spec == "ref":
-        return RefTarget(options=options)
-    if spec == "gearmand":
-        return GearmandTarget(options=options)
-    if spec == "perl":
-        return PerlTarget(options=options)
-    if spec == "gear":
-        return GearTarget(options=options)
-    if spec.startswith("exec:"):
-        template = spec[len("exec:"):].strip()
-        if "{port}" not in template:
-            raise TargetError(f"{spec!r}: the command must say where to listen with {{port}}")
-        return ExecTarget(name=spec, options=options, template=template)
-    if spec.startswith(("tcp://", "tls://")):
-        from reference_server.client import parse_address
-
-        try:
-            host, port = parse_address(spec[len("tcp://"):])
-        except ValueError as error:
-            raise TargetError(str(error)) from None
-        # tls://: the system's CAs unless the runner is told another (--tls-ca).
-        return Target(name=spec, host=host, port=port,
-                      capabilities=frozenset({"grab_job_uniq", "echo"}), ready_timeout=3.0,
-                      tls=ssl.create_default_context() if spec.startswith("tls") else None)
-    if spec.startswith(("docker:", "docker-published:")):
-        from conformance.containers import parse_docker
-
-        return parse_docker(spec, options)
-    raise TargetError(f"unknown target {spec!r} (known: ref, gearmand, perl, gear, "
-                      "exec:'COMMAND with {port}', tcp://HOST:PORT, tls://HOST:PORT, docker:IMAGE)")

@@ -14,7 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conformance.targets import TargetError, parse_target
+from conformance.specs import parse_target
+from conformance.targets import TargetError
 
 HERE = Path(__file__).resolve().parent
 

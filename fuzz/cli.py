@@ -17,7 +17,8 @@ import re
 import sys
 from pathlib import Path
 
-from conformance.targets import Target, TargetError, parse_target
+from conformance.specs import parse_target
+from conformance.targets import Target, TargetError
 from fuzz.campaign import Campaign, diff_test, model_test, parser_test, save, server_test
 from fuzz.known import known_for
 from fuzz.parser import PROPERTIES

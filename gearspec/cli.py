@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from reference_server import __version__
+
+if TYPE_CHECKING:
+    from results import RunResult
 
 
 def _serve(argv: list[str]) -> int:
@@ -19,7 +23,6 @@ def _serve(argv: list[str]) -> int:
 
 def _run(argv: list[str]) -> int:
     from conformance.cli import ERRORS, execute
-    from reports.terminal import summary
 
     prog = "gearspec run"
     try:
@@ -32,12 +35,21 @@ def _run(argv: list[str]) -> int:
     if args.list:
         print("\n".join(s.id for s in args.chosen))
         return 0
+    return _render(result, args, prog)
+
+
+def _render(result: RunResult, args: Any, prog: str) -> int:
+    """Write and show a run: its JSON, the summary, and what ``args`` asks for
+    (``junit``, ``report``, ``bench``, ``pcap_dir``).  Exit status 1 when anything
+    was unexpected."""
+    from reports.terminal import summary
+
     result.write(args.json)
     print(summary(result, args.format))
     print(f"\nresults: {args.json}")
-    if args.pcap_dir:
+    if getattr(args, "pcap_dir", None):
         print(f"pcaps: {args.pcap_dir}")
-    if args.junit:
+    if getattr(args, "junit", None):
         from reports.junit import write_junit
 
         write_junit(result, args.junit)
@@ -47,7 +59,7 @@ def _run(argv: list[str]) -> int:
         from reports.html import render
 
         try:
-            bench = load_bench(args.bench) if args.bench else None
+            bench = load_bench(args.bench) if getattr(args, "bench", None) else None
         except ValueError as error:
             print(f"{prog}: error: {error}", file=sys.stderr)
             return 2
@@ -86,9 +98,17 @@ def _pcap(argv: list[str]) -> int:
 
 
 def _replay(argv: list[str]) -> int:
-    from conformance.capture.replay import main
+    from conformance.replay import ERRORS, execute
 
-    return main(argv, prog="gearspec replay")
+    prog = "gearspec replay"
+    try:
+        result, args = execute(argv, prog)
+    except ERRORS as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return _render(result, args, prog)
 
 
 def _docker(argv: list[str]) -> int:

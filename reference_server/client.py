@@ -30,13 +30,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reference_server.core.model import Priority
 from reference_server.protocol import (
+    LIST_COMMANDS,
+    SUBMIT_TYPES,
     Decoder,
     Event,
     Magic,
     Packet,
     PacketType,
+    Priority,
     ProtocolError,
     TextLine,
     encode,
@@ -258,7 +260,7 @@ class Client:
             future = self._request(T.SUBMIT_JOB_EPOCH, function, unique, b"%d" % epoch, data,
                                    job=job)
         else:
-            future = self._request(_SUBMIT_TYPES[(priority, background)], function, unique, data,
+            future = self._request(SUBMIT_TYPES[(priority, background)], function, unique, data,
                                    job=job)
         await future
         return job
@@ -384,14 +386,6 @@ class Client:
 _REPLIES = frozenset({T.JOB_CREATED, T.STATUS_RES, T.STATUS_RES_UNIQUE, T.ECHO_RES,
                       T.OPTION_RES, T.ERROR})
 
-_SUBMIT_TYPES = {
-    (Priority.NORMAL, False): T.SUBMIT_JOB,
-    (Priority.NORMAL, True): T.SUBMIT_JOB_BG,
-    (Priority.HIGH, False): T.SUBMIT_JOB_HIGH,
-    (Priority.HIGH, True): T.SUBMIT_JOB_HIGH_BG,
-    (Priority.LOW, False): T.SUBMIT_JOB_LOW,
-    (Priority.LOW, True): T.SUBMIT_JOB_LOW_BG,
-}
 
 
 class WorkerJob:
@@ -510,9 +504,6 @@ class Worker:
 class Admin:
     """The text protocol on its own connection."""
 
-    #: Commands whose answer is a list closed by a line holding a single '.'.
-    LISTS = frozenset({"status", "workers", "prioritystatus", "show"})
-
     def __init__(self, link: Link) -> None:
         self.link = link
 
@@ -531,7 +522,7 @@ class Admin:
         self.link.send_raw(line.encode() + b"\n")
         first = await self.link.read_until(b"\n", timeout)
         words = line.split()
-        if not words or words[0].lower() not in self.LISTS or first.startswith(b"ERR "):
+        if not words or words[0].lower() not in LIST_COMMANDS or first.startswith(b"ERR "):
             return first
         reply = first
         while not reply.endswith(b"\n.\n") and reply != b".\n":

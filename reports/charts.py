@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from conformance.results import Verdict
+from results import Verdict
 
 COLOURS = {Verdict.PASS: "#2e7d32", Verdict.NON_STRICT: "#f9a825", Verdict.INFO: "#1e88e5",
            Verdict.UNSUPPORTED: "#9e9e9e", Verdict.FAIL: "#c62828", Verdict.ERROR: "#6a1b9a"}

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from conformance.results import RunResult
 from reports.compare import compare
 from reports.html import render, render_compare
 from reports.junit import write_junit
 from reports.terminal import FORMATS, summary
+from results import RunResult
 
 
 class _Parser(argparse.ArgumentParser):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conformance.results import RunResult
+from results import RunResult
 
 ORDER = ("new failure", "fixed", "verdict changed", "added", "removed")
 

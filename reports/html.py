@@ -18,9 +18,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from conformance.coverage import summary_lines
-from conformance.results import CaseResult, RunResult, ScenarioInfo, Verdict
 from reports.charts import COLOURS, bench_charts, verdict_bar
+from results import CaseResult, RunResult, ScenarioInfo, Verdict
 
 _env = Environment(loader=PackageLoader("reports", "templates"),
                    autoescape=select_autoescape(["html"]), trim_blocks=True,
@@ -57,7 +56,7 @@ def render(run: RunResult, out: Path, bench: dict[str, Any] | None = None) -> Pa
         run=run, targets=run.targets, names=targets, totals=totals, areas=areas,
         by_case=by_case, case_path=case_path, verdicts=[v.value for v in Verdict],
         bars={t: verdict_bar(totals.get(t, {})) for t in targets},
-        coverage=summary_lines(run.coverage) if run.coverage else [],
+        coverage=run.coverage.get("lines", []),
         bench=bench_charts(bench) if bench else "",
         options=json.dumps(run.options, ensure_ascii=False))
     (out / "index.html").write_text(index)

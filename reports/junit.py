@@ -11,7 +11,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from conformance.results import CaseResult, RunResult, Verdict
+from results import CaseResult, RunResult, Verdict
 
 
 def _case(suite: ET.Element, result: CaseResult) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from conformance.coverage import summary_lines
-from conformance.results import RunResult, Verdict
+from results import RunResult, Verdict
 
 FORMATS = {"plain": "simple", "github": "github", "markdown": "pipe"}
 
@@ -26,7 +25,7 @@ def summary(result: RunResult, table_format: str = "plain") -> str:
                                 for r in result.unexpected],
                                ["target", "case", "verdict", "why"], tablefmt=fmt)]
     if result.coverage:
-        lines += ["", *(f"coverage: {line}" for line in summary_lines(result.coverage))]
+        lines += ["", *(f"coverage: {line}" for line in result.coverage.get("lines", []))]
     return "\n".join(lines)
 
 

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from conformance.bench import cpu_seconds, rss_bytes
-from conformance.targets import Target, TargetError, parse_target
+from conformance.specs import parse_target
+from conformance.targets import Target, TargetError
 from reference_server.client import Admin
 from reference_server.loadgen import run_load
 from reference_server.protocol import PacketType

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from conformance.capture.replay import replay
 from conformance.capture.scenario import capture_scenario
-from conformance.results import RunResult, Verdict
+from conformance.replay import replay
 from conformance.scenario import SendPacket, SendText, load_file
 from reference_server.protocol import PacketType
+from results import RunResult, Verdict
 from tests.conftest import require_gearmand
 
 PCAPS = Path(__file__).parent / "data" / "pcaps"

@@ -19,10 +19,10 @@ import pytest
 from conformance import services
 from conformance.baselines import BASELINE_DIR, baseline_for
 from conformance.coverage import coverage
-from conformance.results import RunResult, Verdict
 from conformance.runner import RunOptions, run
 from conformance.scenario import load_catalog
 from conformance.targets import PERL_GEARMAND
+from results import RunResult, Verdict
 from tests.conftest import require_gearmand
 
 CATALOG = load_catalog()

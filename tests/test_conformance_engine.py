@@ -17,10 +17,10 @@ from conformance import services
 from conformance.baselines import Baseline, judge, load_baseline
 from conformance.coverage import coverage
 from conformance.engine import run_scenario
-from conformance.results import CaseResult, RunResult, Verdict
 from conformance.runner import RunOptions, run
 from conformance.scenario import ScenarioError, load_catalog, load_file
 from conformance.targets import Target
+from results import CaseResult, RunResult, Verdict
 from tests.conftest import require_gearmand
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,11 +22,11 @@ import pytest
 
 from conformance.containers import OWNER_LABEL, DockerTarget, ensure_engine, parse_docker
 from conformance.durability import QUEUES
-from conformance.results import RunResult, Verdict
 from conformance.runner import RunOptions, run
 from conformance.scenario import load_catalog, load_file
 from conformance.targets import TargetError
 from reference_server.protocol import Decoder, Packet, PacketType, encode
+from results import RunResult, Verdict
 from tests.conftest import require_gearmand
 from tests.test_queues import require_service
 

@@ -16,9 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance.baselines import baseline_for
-from conformance.results import RunResult, Verdict
 from conformance.scenario import SendRaw, load_catalog
-from conformance.targets import Target, parse_target
+from conformance.specs import parse_target
+from conformance.targets import Target
 from fuzz import diff, server
 from fuzz.campaign import Campaign, diff_test, model_test, parser_test, save, server_test
 from fuzz.known import KNOWN, known_for, triggers
@@ -26,6 +26,7 @@ from fuzz.parser import PROPERTIES
 from fuzz.strategies import REQUEST_TYPES, WIRE_TYPES, names
 from reference_server.client import Admin
 from reference_server.protocol import PACKETS, PacketType, encode, frame
+from results import RunResult, Verdict
 from tests.conftest import require_gearmand
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,9 +16,9 @@ import jsonschema
 import pytest
 from junitparser import JUnitXml
 
-from conformance.results import RunResult, Verdict
 from reports.compare import compare
 from reports.html import case_path, render
+from results import RunResult, Verdict
 from tests.conftest import require_gearmand
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from conformance.results import Verdict
 from conformance.runner import RunOptions, run
 from conformance.scenario import load_catalog
-from conformance.targets import RefTarget, TargetError, connect, free_port, parse_target
+from conformance.specs import parse_target
+from conformance.targets import RefTarget, TargetError, connect, free_port
 from conformance.tlsgen import CertificateSet, client_context, make_certificates
 from reference_server.protocol import Decoder, PacketType, encode
+from results import Verdict
 from tests.conftest import require_gearmand
 
 ROOT = Path(__file__).resolve().parent.parent

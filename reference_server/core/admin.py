@@ -12,14 +12,29 @@ separator, exactly as gearmand prints it (``...commandfoo``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from reference_server.core.compat import CloseConnection, c_atoi, c_string
-from reference_server.core.model import Connection, Priority
-from reference_server.protocol import TextLine
+from reference_server.core.model import Connection, Function, Job
+from reference_server.core.options import ServerOptions
+from reference_server.protocol import Priority, TextLine
 
-if TYPE_CHECKING:
-    from reference_server.core.server import JobServer
+
+class JobServer(Protocol):
+    """What the admin commands see of the job server: its public state and the
+    three operations that change it (the server passes itself)."""
+
+    options: ServerOptions
+    connections: dict[int, Connection]
+    functions: dict[bytes, Function]
+    jobs: dict[bytes, Job]
+    shutdown_requested: str | None
+
+    def create_function(self, name: bytes) -> Function: ...
+
+    def drop_function(self, function: Function) -> bool: ...
+
+    def cancel(self, handle: bytes) -> bool: ...
 
 MAX_TOKENS = 5  # gearmand's TEXT packet holds at most 5 arguments
 
@@ -40,14 +55,15 @@ def invalid_arguments(token: bytes) -> bytes:
             + token + b"\r\n")
 
 
-def run(server: JobServer, conn: Connection, line: TextLine) -> None:
+def run(server: JobServer, conn: Connection, line: TextLine) -> bytes:
+    """The reply to one admin line (``CloseConnection`` when gearmand would close)."""
     tokens = line.tokens()
     if len(tokens) > MAX_TOKENS:
         # gearmand cannot store a sixth argument and closes the connection.
         raise CloseConnection
     command = COMMANDS.get(tokens[0].lower())
     reply = command(server, conn, tokens) if command else unknown_command(tokens[0])
-    server._send(conn, reply or UNKNOWN_ERROR)
+    return reply or UNKNOWN_ERROR
 
 
 def _workers(server: JobServer, conn: Connection, tokens: list[bytes]) -> bytes:
@@ -111,7 +127,7 @@ def _create(server: JobServer, conn: Connection, tokens: list[bytes]) -> bytes:
     # drops the name's last character when the line ends in \n alone.
     if len(tokens) != 3 or tokens[1].lower() != b"function":
         return invalid_arguments(tokens[0])
-    server._function(tokens[2])
+    server.create_function(tokens[2])
     return OK
 
 
@@ -166,7 +182,7 @@ def _shutdown(server: JobServer, conn: Connection, tokens: list[bytes]) -> bytes
     return OK
 
 
-Command = Callable[["JobServer", Connection, list[bytes]], bytes]
+Command = Callable[[JobServer, Connection, list[bytes]], bytes]
 
 COMMANDS: dict[bytes, Command] = {
     b"workers": _workers,

@@ -20,19 +20,10 @@ How they point at each other (gearmand's structures, minus the free lists):
 
 from __future__ import annotations
 
-import enum
 from collections import deque
 from dataclasses import dataclass, field
 
-from reference_server.protocol import Decoder
-
-
-class Priority(enum.IntEnum):
-    """libgearman-1.0/priority.h; also the value stored by persistent queues."""
-
-    HIGH = 0
-    NORMAL = 1
-    LOW = 2
+from reference_server.protocol import Decoder, Priority
 
 
 @dataclass(eq=False, slots=True)

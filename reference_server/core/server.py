@@ -38,19 +38,20 @@ from reference_server.core.model import (
     Connection,
     Function,
     Job,
-    Priority,
     Registration,
     Staged,
     Timer,
 )
 from reference_server.core.options import ServerOptions
 from reference_server.protocol import (
+    SUBMITS,
     Decoder,
     ErrorCode,
     Magic,
     Packet,
     PacketTooLarge,
     PacketType,
+    Priority,
     ProtocolError,
     WrongArgumentCount,
     response,
@@ -78,14 +79,6 @@ MIN_TIMEOUT_MS = 1000  # CAN_DO_TIMEOUT values 1..999 are raised to this
 _NOOP = response(T.NOOP)
 _NO_JOB = response(T.NO_JOB)
 
-_SUBMITS: dict[int, tuple[Priority, bool]] = {  # type -> (priority, background)
-    T.SUBMIT_JOB: (Priority.NORMAL, False),
-    T.SUBMIT_JOB_BG: (Priority.NORMAL, True),
-    T.SUBMIT_JOB_HIGH: (Priority.HIGH, False),
-    T.SUBMIT_JOB_HIGH_BG: (Priority.HIGH, True),
-    T.SUBMIT_JOB_LOW: (Priority.LOW, False),
-    T.SUBMIT_JOB_LOW_BG: (Priority.LOW, True),
-}
 
 
 def _status_by_unique(unique: bytes) -> bool:
@@ -156,7 +149,7 @@ class JobServer:
                         # the packet, answers ERROR and carries on (server.cc).
                         self._error(conn, ErrorCode.INVALID_MAGIC)
                 else:
-                    admin.run(self, conn, event)  # type: ignore[arg-type]
+                    self._send(conn, admin.run(self, conn, event))  # type: ignore[arg-type]
             except CloseConnection:
                 self._close(conn)
             except WrongArgumentCount:
@@ -285,7 +278,7 @@ class JobServer:
 
     def _on_submit(self, conn: Connection, args: tuple[bytes, ...], packet_type: int) -> None:
         # PROTOCOL "SUBMIT_JOB, SUBMIT_JOB_BG, ..."; gearmand server.cc.
-        priority, background = _SUBMITS[packet_type]
+        priority, background = SUBMITS[packet_type]
         self._submit(conn, args[0], args[1], args[2], priority, background)
 
     def _on_submit_job(self, conn: Connection, args: tuple[bytes, ...]) -> None:
@@ -884,6 +877,10 @@ class JobServer:
             job.persisted = False
         job.ignore = True
         return True
+
+    def create_function(self, name: bytes) -> Function:
+        """Admin 'create function': the function, made if it does not exist yet."""
+        return self._function(name)
 
     def drop_function(self, function: Function) -> bool:
         """Admin 'drop function': only a function nobody serves or waits for."""

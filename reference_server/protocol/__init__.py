@@ -3,6 +3,7 @@
 Everything in gearspec that reads or writes Gearman bytes goes through here.
 """
 
+from reference_server.protocol.admin import ADMIN_COMMANDS, LIST_COMMANDS
 from reference_server.protocol.codec import (
     DEFAULT_MAX_LINE,
     DEFAULT_MAX_PAYLOAD,
@@ -35,11 +36,13 @@ from reference_server.protocol.packets import (
     PacketType,
     spec,
 )
+from reference_server.protocol.priority import SUBMIT_TYPES, SUBMITS, Priority
 
 __all__ = [
-    "BadMagic", "DEFAULT_MAX_LINE", "DEFAULT_MAX_PAYLOAD", "Decoder", "Direction", "ErrorCode",
-    "Event", "HEADER_SIZE", "LineTooLong", "Magic", "PACKETS", "Packet", "PacketSpec",
-    "PacketTooLarge", "PacketType", "ProtocolError", "TYPE_LIMIT", "TextLine",
-    "UnknownPacketType", "WrongArgumentCount", "decode_all", "encode", "frame", "response",
-    "split_arguments", "spec",
+    "ADMIN_COMMANDS", "LIST_COMMANDS", "Priority", "SUBMITS", "SUBMIT_TYPES", "BadMagic",
+    "DEFAULT_MAX_LINE", "DEFAULT_MAX_PAYLOAD", "Decoder", "Direction", "ErrorCode", "Event",
+    "HEADER_SIZE", "LineTooLong", "Magic", "PACKETS", "Packet", "PacketSpec", "PacketTooLarge",
+    "PacketType", "ProtocolError", "TYPE_LIMIT", "TextLine", "UnknownPacketType",
+    "WrongArgumentCount", "decode_all", "encode", "frame", "response", "split_arguments",
+    "spec",
 ]

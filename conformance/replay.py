@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 from conformance.capture.reader import GEARMAN_PORT, CaptureError
 from conformance.capture.scenario import capture_scenario
-from conformance.results import CaseResult, RunResult, ScenarioInfo, Verdict
 from conformance.runner import RunOptions, run, terminal_progress
 from conformance.scenario import Scenario, ScenarioError
-from conformance.targets import TargetError, parse_target
+from conformance.specs import parse_target
+from conformance.targets import TargetError
 from reference_server.usage import Parser, UsageError
+from results import CaseResult, RunResult, ScenarioInfo, Verdict
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -87,24 +87,13 @@ def replay(files: list[Path], targets: list[str], ports: list[int],
     return per_connection(result, scenarios)
 
 
-def main(argv: list[str] | None = None, prog: str = "gearspec replay") -> int:
-    from reports.terminal import summary
+def execute(argv: list[str], prog: str = "gearspec replay") -> tuple[RunResult, argparse.Namespace]:
+    """Parse the command line and replay; the command renders the result.  Raises
+    one of ``ERRORS`` (a one-line message) for bad input."""
+    args = build_parser(prog).parse_args(argv)
+    if args.timeout_factor <= 0:
+        raise UsageError("--timeout-factor must be positive")
+    return replay(args.file, args.target or ["ref"], args.port, args.timeout_factor), args
 
-    try:
-        args = build_parser(prog).parse_args(argv)
-        if args.timeout_factor <= 0:
-            raise UsageError("--timeout-factor must be positive")
-        result = replay(args.file, args.target or ["ref"], args.port, args.timeout_factor)
-    except (UsageError, CaptureError, ScenarioError, TargetError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    result.write(args.json)
-    print(summary(result, args.format))
-    print(f"\nresults: {args.json}")
-    if args.report:
-        from reports.html import render
 
-        print(f"report: {render(result, args.report)}")
-    return 1 if result.unexpected else 0
+ERRORS = (UsageError, CaptureError, ScenarioError, TargetError)
