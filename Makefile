@@ -8,6 +8,7 @@
 #   make bench    the benchmark: reference server vs /usr/sbin/gearmand, same load, same run
 #   make fuzz     every fuzzer for FUZZ_BUDGET (2m) each: longer than CI's fixed-seed runs
 #   make bench-pcap  capture decoding speed over a made-up million-packet capture
+#   make bench-catalog  the whole catalog's wall time on inproc, ref and gearmand
 
 PYTHON  ?= python3
 VENV    := .venv
@@ -20,7 +21,7 @@ STAMP   := $(VENV)/.installed
 APT_PACKAGES := gearman-job-server gearman-tools gearman-server php-cli php-gearman \
                 libgearman-client-perl chromium tshark tcpdump docker.io openssl memcached
 
-.PHONY: all setup apt venv test lint report bench bench-pcap fuzz clean
+.PHONY: all setup apt venv test lint report bench bench-pcap bench-catalog fuzz clean
 
 all: test
 
@@ -81,6 +82,10 @@ fuzz: setup
 # Decoding speed of captures: a made-up capture of a million Gearman packets.
 bench-pcap: setup
 	$(BIN)/python -m conformance.capture.bench
+
+# The whole catalog's wall time per target, with gearmand's measured in the same run.
+bench-catalog: setup
+	$(BIN)/python -m conformance.catalog_bench
 
 clean:
 	rm -rf $(VENV) reports/latest .pytest_cache .hypothesis

@@ -67,14 +67,16 @@ def check_ids(baseline: Baseline, known: set[str]) -> None:
             raise ScenarioError(f"{baseline.path}:{line}: {case}: no scenario has this id")
 
 
-def judge(result: CaseResult, baseline: Baseline, *, strict: bool) -> None:
-    """Set ``expected`` (and ``baseline``) on a result."""
+def judge(result: CaseResult, baseline: Baseline, *, strict: bool,
+          require_all: bool = False) -> None:
+    """Set ``expected`` (and ``baseline``) on a result.  With ``require_all`` a case
+    the target could not play (UNSUPPORTED) is unexpected too."""
     deviates = result.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.NON_STRICT)
     reason = baseline.cases.get(result.scenario)
     if reason is not None:
         result.baseline = reason
         if result.verdict is Verdict.UNSUPPORTED:  # not run here (a TLS case, say): no news
-            result.expected = True
+            result.expected = not require_all
             return
         result.expected = deviates
         if not deviates:
@@ -82,4 +84,5 @@ def judge(result: CaseResult, baseline: Baseline, *, strict: bool) -> None:
                               f"{result.verdict.value}: remove it from the baseline")
         return
     result.expected = not (result.verdict in (Verdict.FAIL, Verdict.ERROR)
-                           or (strict and result.verdict is Verdict.NON_STRICT))
+                           or (strict and result.verdict is Verdict.NON_STRICT)
+                           or (require_all and result.verdict is Verdict.UNSUPPORTED))

@@ -69,7 +69,7 @@ class TargetFigures:
 def _measure(target: Target, mode: str, args: argparse.Namespace) -> ModeFigures:
     runs: list[tuple[LoadResult, float | None]] = []
     host, port = target.address
-    grab = PacketType.GRAB_JOB_UNIQ if "grab_job_uniq" in target.capabilities else \
+    grab = PacketType.GRAB_JOB_UNIQ if "grab-job-uniq" in target.capabilities else \
         PacketType.GRAB_JOB
     for _ in range(args.repeat):
         before = cpu_seconds(target.pid) if target.pid else None
@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None, prog: str = "gearspec bench") -> int:
     for spec in specs:
         try:
             target = parse_target(spec, [*queue_options(args.queue), *extra.get(spec, [])])
+            target.require_socket("gearspec bench")
             target.start()
         except TargetError as error:
             print(f"{prog}: error: {error}", file=sys.stderr)

@@ -3,12 +3,15 @@
     gearspec run                                   # against the reference server
     gearspec run --target gearmand --target ref
     gearspec run --target tcp://10.0.0.5:4730 --select 'submit/*'
+    gearspec run --target "exec:/opt/myserver -p {port}" --capabilities gearmand-options
 
 This module parses the command line and drives the runner; the ``gearspec``
 command (gearspec/cli.py) then writes the run JSON, prints the summary and
-renders what was asked for.  Exit status: 1 if there was any unexpected
-result (a FAIL or ERROR not in the target's baseline, a baselined case that
-passes, or with ``--strict`` a NON-STRICT); a bad scenario file, an unknown or
+renders what was asked for.  The pytest plugin takes the same options with a
+``--gearspec-`` prefix and builds its ``RunOptions`` here too.  Exit status:
+1 if there was any unexpected result (a FAIL or ERROR not in the target's
+baseline, a baselined case that passes, with ``--strict`` a NON-STRICT, with
+``--require-all`` an UNSUPPORTED); a bad scenario file, an unknown or
 unreachable target, or a bad option: one line, exit 2.
 """
 
@@ -16,10 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from conformance import capabilities
+from conformance.loader import load_catalog, load_file
 from conformance.runner import RunOptions, run, select, terminal_progress
-from conformance.scenario import SCENARIO_DIR, ScenarioError, load_catalog, load_file
+from conformance.scenario import SCENARIO_DIR, ScenarioError
 from conformance.specs import parse_target
 from conformance.targets import TargetError
 from reference_server.usage import Parser, UsageError
@@ -27,6 +34,30 @@ from results import RunResult
 
 DEFAULT_JSON = Path("reports/latest/run.json")
 
+#: Options the runner takes, shared by ``gearspec run`` and the pytest plugin
+#: (``--gearspec-<name>``): name → (argparse keywords, help).
+RUNNER_OPTIONS: dict[str, dict[str, Any]] = {
+    "select": dict(action="append", default=[], metavar="GLOB", help="only these case ids"),
+    "exclude": dict(action="append", default=[], metavar="GLOB", help="not these case ids"),
+    "jobs": dict(type=int, default=RunOptions().jobs, help="cases at once (CPUs × 4)"),
+    "timeout-factor": dict(type=float, default=1.0, help="scale every step timeout"),
+    "strict": dict(action="store_true", help="a NON-STRICT result counts as a failure"),
+    "require-all": dict(action="store_true",
+                        help="a case the target cannot play (UNSUPPORTED) counts as a failure"),
+    "capabilities": dict(action="append", default=[], metavar="[TARGET=]LIST",
+                         help="what an exec: or tcp:// target takes beyond its kind, e.g. "
+                              "gearmand-options,persistence,http (known: "
+                              f"{', '.join(capabilities.CAPABILITIES)}); TARGET= (a --target "
+                              "or its kind) limits it to one target"),
+    "judge-by": dict(action="append", default=[], metavar="[TARGET=]NAME",
+                     help="judge by baselines/NAME.yaml (e.g. gearmand) instead of the kind's"),
+    "tls": dict(action="store_true",
+                help="over TLS: servers started here get --ssl and throwaway certificates"),
+    "tls-ca": dict(help="CA file clients trust (tls:// targets; default: the system's)"),
+    "tls-cert": dict(help="certificate clients show (PEM)"),
+    "tls-key": dict(help="its key (PEM)"),
+    "baselines": dict(type=Path, default=None, help="baseline directory"),
+}
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -34,24 +65,16 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                      "servers.", allow_abbrev=False)
     add = parser.add_argument
     add("--target", action="append", default=[], metavar="SPEC",
-        help="ref (default), gearmand, perl, gear or tcp://HOST:PORT; repeatable")
+        help="ref (default), inproc, gearmand, perl, gear, exec:COMMAND, tcp://HOST:PORT, "
+             "tls://HOST:PORT, docker:IMAGE; repeatable")
     add("--target-option", action="append", default=[], metavar="TARGET=OPTION",
         help="an extra server option, e.g. gearmand=-t0; repeatable")
-    add("--select", action="append", default=[], metavar="GLOB", help="only these case ids")
-    add("--exclude", action="append", default=[], metavar="GLOB", help="not these case ids")
-    add("--jobs", type=int, default=RunOptions().jobs, help="cases at once (CPUs × 4)")
-    add("--timeout-factor", type=float, default=1.0, help="scale every step timeout")
-    add("--strict", action="store_true", help="a NON-STRICT result counts as a failure")
+    for name, keywords in RUNNER_OPTIONS.items():
+        add(f"--{name}", **keywords)
     add("--json", type=Path, default=DEFAULT_JSON, help=f"run JSON ({DEFAULT_JSON})")
-    add("--tls", action="store_true",
-        help="over TLS: servers started here get --ssl and throwaway certificates")
-    add("--tls-ca", help="CA file clients trust (tls:// targets; default: the system's)")
-    add("--tls-cert", help="certificate clients show (PEM)")
-    add("--tls-key", help="its key (PEM)")
     add("--scenarios", type=Path, default=SCENARIO_DIR, help="scenario directory")
     add("--scenario", type=Path, action="append", default=[], metavar="FILE",
         help="play this scenario file (e.g. a fuzz finding) instead of the catalog; repeatable")
-    add("--baselines", type=Path, default=None, help="baseline directory")
     add("--list", action="store_true", help="list the selected case ids and exit")
     add("--format", choices=["plain", "github", "markdown"], default="plain",
         help="table style of the summary")
@@ -65,12 +88,64 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _kind(spec: str) -> str:
+    return spec.split("://", 1)[0] if "://" in spec else spec.split(":", 1)[0]
+
+
+def per_target(values: list[str], specs: list[str], flag: str,
+               target_required: bool = False) -> dict[str, list[str]]:
+    """``[TARGET=]VALUE`` options → spec → values.  TARGET is a spec given with
+    ``--target`` or its kind (``exec``, ``tcp``); without it the value is for all."""
+    found: dict[str, list[str]] = {spec: [] for spec in specs}
+    for item in values:
+        name, sep, value = item.partition("=")
+        chosen = [s for s in specs if sep and name in (s, _kind(s))]
+        if not chosen and target_required and sep:
+            chosen = [name]  # a target not in this run: its option goes unused
+            found.setdefault(name, [])
+        elif not chosen:
+            chosen, value = specs, item
+        if not value or (target_required and not sep):
+            raise UsageError(f"{flag} wants {'TARGET' if target_required else '[TARGET]'}"
+                             f"=VALUE, got {item!r}")
+        for spec in chosen:
+            found[spec].append(value)
+    return found
+
+
+def run_options(get: Callable[[str], Any], specs: list[str]) -> RunOptions:
+    """The runner's options from what ``get(name)`` says of each of RUNNER_OPTIONS."""
+    if get("jobs") < 1 or get("timeout-factor") <= 0:
+        raise UsageError("--jobs and --timeout-factor must be positive")
+    told: dict[str, frozenset[str]] = {}
+    for spec, words in per_target(get("capabilities"), specs, "--capabilities").items():
+        try:
+            extra = capabilities.parse(",".join(words))
+        except capabilities.CapabilityError as error:
+            raise UsageError(str(error)) from None
+        started_only = extra & capabilities.STARTED_ONLY
+        if spec.startswith(("tcp://", "tls://")) and started_only:
+            raise UsageError(f"{spec} runs as its owner started it: it cannot take "
+                             f"{', '.join(capabilities.sorted_names(started_only))} (give an "
+                             "exec: target that the harness starts)")
+        told[spec] = extra
+    judges = {spec: names[-1] for spec, names in
+              per_target(get("judge-by"), specs, "--judge-by").items() if names}
+    baselines = get("baselines")
+    return RunOptions(jobs=get("jobs"), timeout_factor=get("timeout-factor"),
+                      strict=get("strict"), require_all=get("require-all"),
+                      select=get("select"), exclude=get("exclude"),
+                      baseline_dir=str(baselines) if baselines else None,
+                      tls=get("tls"), tls_ca=get("tls-ca"), tls_cert=get("tls-cert"),
+                      tls_key=get("tls-key"), capabilities=told, baselines=judges)
+
+
 def execute(argv: list[str], prog: str = "gearspec run") -> tuple[RunResult, argparse.Namespace]:
     """Parse the command line and play the selection.  Raises ``UsageError``,
     ``ScenarioError`` or ``TargetError`` (each a one-line message) for bad input."""
     args = build_parser(prog).parse_args(argv)
-    if args.jobs < 1 or args.timeout_factor <= 0:
-        raise UsageError("--jobs and --timeout-factor must be positive")
+    specs = args.target or ["ref"]
+    options = run_options(lambda name: getattr(args, name.replace("-", "_")), specs)
     if args.scenario:
         catalog = [s for path in args.scenario for s in load_file(path, path.parent)]
     else:
@@ -81,22 +156,11 @@ def execute(argv: list[str], prog: str = "gearspec run") -> tuple[RunResult, arg
     args.chosen = chosen
     if args.list:
         return RunResult(started="", scenarios=[]), args
-    extra: dict[str, list[str]] = {}
-    for item in args.target_option:
-        name, sep, option = item.partition("=")
-        if not sep:
-            raise UsageError(f"--target-option wants TARGET=OPTION, got {item!r}")
-        extra.setdefault(name, []).append(option)
-    specs = args.target or ["ref"]
+    extra = per_target(args.target_option, specs, "--target-option", target_required=True)
     for spec in specs:
         parse_target(spec)  # unknown kinds fail here, before anything starts
-    options = RunOptions(jobs=args.jobs, timeout_factor=args.timeout_factor,
-                         strict=args.strict, select=args.select, exclude=args.exclude,
-                         baseline_dir=str(args.baselines) if args.baselines else None,
-                         pcap_dir=str(args.pcap_dir) if args.pcap_dir else None,
-                         tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
-                         tls_key=args.tls_key)
-    result = asyncio.run(run(chosen, [(s, extra.get(s, [])) for s in specs], options,
+    options.pcap_dir = str(args.pcap_dir) if args.pcap_dir else None
+    result = asyncio.run(run(chosen, [(s, extra[s]) for s in specs], options,
                              terminal_progress, {s.id for s in catalog},
                              check_baselines=not args.scenario))
     return result, args

@@ -8,7 +8,8 @@ docker build`` (``conformance/images.py``) or by hand for any other image:
   "-L", "{host}", "-p", "{port}", "-l", "{workdir}/server.log"]``); server
   options follow it;
 * ``org.gearspec.capabilities``: what the server can do, comma-separated
-  (``echo,grab_job_uniq,server_options,persistence``); ``restart`` is added,
+  (``echo,grab-job-uniq,gearmand-options,persistence,http``, the words of
+  ``conformance.capabilities``); ``restart`` is added,
   since a container can always be started again;
 * ``org.gearspec.baseline``: which baseline its verdicts are judged by
   (``gearmand`` for the gearmand image).
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance import capabilities
 from conformance.targets import (
     PLAINTEXT,
     READY_TIMEOUT,
@@ -136,7 +138,7 @@ def _remove_leftovers() -> None:
 @dataclass
 class DockerTarget(Target):
     image: str = ""
-    network: str = "host"  # or "bridge": the port published on 127.0.0.1
+    network_mode: str = "host"  # or "bridge": the port published on 127.0.0.1
     container: Any = None
     workdir: Path | None = None
     engine: Any = None
@@ -161,7 +163,10 @@ class DockerTarget(Target):
                               ) from None
         declared = labels.get("org.gearspec.capabilities")
         if declared is not None:
-            self.capabilities = frozenset(c.strip() for c in declared.split(",") if c.strip())
+            try:
+                self.capabilities = capabilities.parse(declared)
+            except capabilities.CapabilityError as error:
+                raise TargetError(f"{self.image}: org.gearspec.capabilities: {error}") from None
         self.capabilities |= {"restart"} | ({"tls"} if self.tls is not None else set())
         self.workdir = Path(tempfile.mkdtemp(prefix="gearspec-docker-"))
         try:
@@ -172,7 +177,7 @@ class DockerTarget(Target):
 
     def _command(self, port: int) -> list[str]:
         assert self.workdir is not None
-        inside_host = self.host if self.network == "host" else "0.0.0.0"
+        inside_host = self.host if self.network_mode == "host" else "0.0.0.0"
         fill = {"{host}": inside_host, "{port}": str(port), "{workdir}": str(self.workdir)}
         return [*fill_in(self.template, fill), *self.filled_options(fill)]
 
@@ -187,7 +192,7 @@ class DockerTarget(Target):
                 "volumes": {str(path): {"bind": str(path), "mode": "rw"}
                             for path in {self.workdir, *self.mounts}},
             }
-            if self.network == "host":
+            if self.network_mode == "host":
                 run["network_mode"] = "host"
             else:
                 run["ports"] = {f"{port}/tcp": (self.host, port) for port in
@@ -283,5 +288,5 @@ def parse_docker(spec: str, options: list[str]) -> DockerTarget:
     if not image:
         raise TargetError(f"{spec!r}: say which image, e.g. docker:gearspec/gearmand:1.1.20")
     return DockerTarget(name=spec, options=options, image=image,
-                        network="host" if kind == "docker" else "bridge",
-                        capabilities=frozenset({"echo", "grab_job_uniq"}))
+                        network_mode="host" if kind == "docker" else "bridge",
+                        capabilities=frozenset({"echo", "grab-job-uniq"}))

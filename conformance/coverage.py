@@ -10,29 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from conformance.scenario import HTTPRequest, Scenario, SendPacket, SendRaw, SendText
+from conformance.scenario import Scenario
 from conformance.sections import SECTIONS
+from conformance.verbs import verb_of
 from reference_server.protocol import ADMIN_COMMANDS, PACKETS, TYPE_LIMIT, Direction, PacketType
 
 #: What an HTTP request to gearmand's HTTP module can ask for (section 5).
 HTTP_FEATURES = ("POST", "PUT", "GET", "background", "unique", "priority high",
                  "priority low")
-
-
-def _http_features(scenario: Scenario) -> set[str]:
-    seen = set()
-    for step in scenario.all_steps():
-        if isinstance(step, HTTPRequest):
-            seen.add(step.method)
-            for header in step.headers:
-                line = header.text.lower()
-                if line.startswith("x-gearman-background: true"):
-                    seen.add("background")
-                elif line.startswith("x-gearman-unique:"):
-                    seen.add("unique")
-                elif line.startswith("x-gearman-priority: "):
-                    seen.add("priority " + line.split(": ", 1)[1].strip())
-    return seen
 
 
 REQUESTS = tuple(t for t in PacketType if PACKETS[t].direction in (Direction.REQUEST,
@@ -41,37 +26,28 @@ PEER_SENT_RESPONSES = tuple(t for t in PacketType if PACKETS[t].direction in (
     Direction.RESPONSE, Direction.NONE) and t != PacketType.TEXT)
 
 
-def _sent_types(scenario: Scenario) -> set[int]:
-    types: set[int] = set()
-    for step in scenario.all_steps():
-        if isinstance(step, SendPacket):
-            types.add(int(step.type))
-        elif isinstance(step, SendRaw) and step.packet_type is not None:
-            types.add(step.packet_type)
-    return types
-
-
-def _admin_commands(scenario: Scenario) -> set[str]:
-    commands = set()
-    for step in scenario.all_steps():
-        if isinstance(step, SendText) and step.text.raw is None:
-            for line in step.text.text.splitlines() or [""]:
-                word = line.split(" ", 1)[0].strip().lower()
-                if word in ADMIN_COMMANDS:
-                    commands.add(word)
-    return commands
+def _covered(scenarios: list[Scenario]) -> tuple[set[int], set[str], set[str]]:
+    """Packet types sent, admin commands sent, HTTP features asked for: what each
+    step's verb says it covers ("type:7", "admin:status", "http:POST")."""
+    sent: set[int] = set()
+    commands: set[str] = set()
+    http: set[str] = set()
+    for scenario in scenarios:
+        for step in scenario.all_steps():
+            for key in verb_of(step).covers(step):
+                kind, _, what = key.partition(":")
+                if kind == "type":
+                    sent.add(int(what))
+                elif kind == "admin" and what in ADMIN_COMMANDS:
+                    commands.add(what)
+                elif kind == "http":
+                    http.add(what)
+    return sent, commands, http
 
 
 def coverage(scenarios: list[Scenario]) -> dict[str, Any]:
-    sent: set[int] = set()
-    commands: set[str] = set()
-    sections: set[str] = set()
-    http: set[str] = set()
-    for scenario in scenarios:
-        http |= _http_features(scenario)
-        sent |= _sent_types(scenario)
-        commands |= _admin_commands(scenario)
-        sections |= set(scenario.sections)
+    sent, commands, http = _covered(scenarios)
+    sections = {section for scenario in scenarios for section in scenario.sections}
 
     def part(universe: list[str], seen: set[str]) -> dict[str, Any]:
         return {"covered": sorted(seen & set(universe), key=universe.index),

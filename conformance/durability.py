@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None, prog: str = "gearspec durability") -> in
     for spec in args.target or ["ref"]:
         try:
             target = parse_target(spec, queue_options(args.queue))
+            target.require_socket("gearspec durability")
             if not isinstance(target, ProcessTarget):
                 raise TargetError(f"{spec} cannot be restarted")
             target.start()

@@ -84,7 +84,7 @@ def gearmand_image() -> tuple[list[Path], list[str], dict[str, str], str]:
         "org.gearspec.command": json.dumps([str(binary), "-L", "{host}", "-p", "{port}",
                                             "-l", "{workdir}/server.log",
                                             "-P", "{workdir}/gearmand.pid"]),
-        "org.gearspec.capabilities": "echo,grab_job_uniq,server_options,persistence",
+        "org.gearspec.capabilities": "echo,grab-job-uniq,gearmand-options,persistence,http",
         "org.gearspec.baseline": "gearmand",
     }
     return _with_libraries([binary]), ["/tmp"], labels, f"gearspec/gearmand:{version}"
@@ -144,7 +144,7 @@ def ref_image() -> tuple[list[Path], list[str], dict[str, str], str]:
         "org.gearspec.command": json.dumps([str(python), "-m", "reference_server", "-L",
                                             "{host}", "-p", "{port}",
                                             "-l", "{workdir}/server.log"]),
-        "org.gearspec.capabilities": "echo,grab_job_uniq,server_options,persistence",
+        "org.gearspec.capabilities": "echo,grab-job-uniq,gearmand-options,persistence,http",
         "org.gearspec.baseline": "ref",
         "org.gearspec.pythonpath": ":".join([str(ROOT), *folders]),
     }

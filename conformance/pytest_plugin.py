@@ -2,55 +2,95 @@
 
     pytest --gearspec-target=gearmand [--gearspec-select='submit/*'] --junitxml=out.xml
 
-Each scenario × target becomes one item, played by the same engine as
-``gearspec run`` and judged with the same baselines: a FAIL or ERROR not in
-the baseline fails the item, a baselined deviation is an expected failure
-(xfail), UNSUPPORTED is a skip.  Without ``--gearspec-target`` this plugin
-adds nothing.
+Each scenario × target becomes one item, played by the runner ``gearspec run``
+uses (``conformance.runner.TargetRun``: servers started per option set and
+per fresh case, crash detection and restart, helper services, TLS,
+capabilities) and judged by the same baselines: a FAIL or ERROR not in the
+baseline fails the item, a baselined deviation is an expected failure
+(xfail), UNSUPPORTED is a skip that says which capability was missing.  Every
+option of ``gearspec run`` that concerns the runner is here with a
+``--gearspec-`` prefix (``--gearspec-tls``, ``--gearspec-jobs``,
+``--gearspec-capabilities``...).  With ``--gearspec-jobs`` above 1 (the
+default, as for ``gearspec run``) a target's items are played together, as
+``gearspec run`` plays them, when its first item runs; each item then
+reports its own case.  Under pytest-xdist, or with ``--gearspec-jobs=1``, each
+item plays its case when it runs.  ``--gearspec-json FILE`` writes the
+results as a run JSON.  Without ``--gearspec-target`` this plugin adds
+nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conformance.baselines import BASELINE_DIR, baseline_for, judge
-from conformance.engine import run_scenario
-from conformance.runner import select
-from conformance.scenario import Scenario, load_catalog
-from conformance.specs import baseline_name, parse_target
-from conformance.targets import Target
-from results import CaseResult, Verdict
+from conformance.cli import RUNNER_OPTIONS, run_options
+from conformance.loader import load_catalog
+from conformance.runner import RunOptions, TargetRun, new_run, select, target_run
+from conformance.scenario import Scenario
+from reference_server.usage import UsageError
+from results import CaseResult, RunResult, Verdict
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gearspec", "Gearman conformance scenarios")
     group.addoption("--gearspec-target", action="append", default=[], metavar="SPEC",
                     help="collect the scenario catalog against this target (repeatable)")
-    group.addoption("--gearspec-select", action="append", default=[], metavar="GLOB",
-                    help="only scenario ids matching this glob (repeatable)")
-    group.addoption("--gearspec-timeout-factor", type=float, default=1.0)
+    for name, keywords in RUNNER_OPTIONS.items():
+        group.addoption(f"--gearspec-{name}", **keywords)
+    group.addoption("--gearspec-json", type=Path, default=None, metavar="FILE",
+                    help="write the results as a gearspec run JSON")
 
 
-class _Targets:
-    """Targets started on first use and stopped at the end of the session."""
+class Session:
+    """The runs of one pytest session: one event loop, one TargetRun per target."""
 
-    def __init__(self) -> None:
-        self.started: dict[tuple[str, tuple[str, ...]], Target] = {}
+    def __init__(self, config: pytest.Config, scenarios: list[Scenario], specs: list[str]) -> None:
+        self.options: RunOptions = run_options(
+            lambda name: config.getoption(f"--gearspec-{name}"), specs)
+        self.scenarios = scenarios  # in id order, for the JSON
+        self.catalog_ids = {s.id for s in load_catalog()}
+        self.result: RunResult = new_run(scenarios, self.options)
+        self.loop = asyncio.new_event_loop()
+        self.runs: dict[str, TargetRun] = {}
+        self.played: dict[tuple[str, str], CaseResult] = {}
+        self.batch = self.options.jobs > 1 and "PYTEST_XDIST_WORKER" not in os.environ
 
-    def get(self, spec: str, options: tuple[str, ...]) -> Target:
-        key = (spec, options)
-        if key not in self.started:
-            target = parse_target(spec, list(options))
-            target.start()
-            self.started[key] = target
-        return self.started[key]
+    def run_for(self, spec: str, batch: list[Scenario]) -> TargetRun:
+        """The target's run, opened on first use; in batch mode, with ``batch`` (the
+        cases of this session's items for it) played at once."""
+        if spec not in self.runs:
+            run = target_run(spec, [], self.result, self.options, self.catalog_ids,
+                             total=len(batch))
+            self.runs[spec] = run
+            self.result.targets.append(self.loop.run_until_complete(run.open()))
+            if self.batch:
+                for result in self.loop.run_until_complete(run.play_all(batch)):
+                    self.played[(spec, result.scenario)] = result
+        return self.runs[spec]
 
-    def stop_all(self) -> None:
-        for target in self.started.values():
-            target.stop()
+    def play(self, spec: str, scenario: Scenario, items: list[pytest.Item]) -> CaseResult:
+        batch = [i.scenario for i in items if isinstance(i, ScenarioItem) and i.spec == spec]
+        run = self.run_for(spec, batch)
+        result = self.played.get((spec, scenario.id))
+        if result is None:
+            result = self.loop.run_until_complete(run.play(scenario))
+            self.played[(spec, scenario.id)] = result
+        return result
+
+    def close(self, json_path: Path | None) -> None:
+        for run in self.runs.values():
+            self.loop.run_until_complete(run.close())
+        self.loop.close()
+        if json_path is not None:
+            order = {s.id: i for i, s in enumerate(self.scenarios)}
+            self.result.results = sorted(self.played.values(),
+                                         key=lambda r: (r.target, order[r.scenario]))
+            self.result.write(json_path)
 
 
 class ScenarioItem(pytest.Item):
@@ -61,22 +101,11 @@ class ScenarioItem(pytest.Item):
         self.result: CaseResult | None = None
 
     def runtest(self) -> None:
-        config = self.config
-        targets: _Targets = config.stash[_TARGETS]
-        probe = parse_target(self.spec)
-        missing = self.scenario.needs - probe.capabilities
-        if missing:
-            pytest.skip(f"{self.spec} lacks {', '.join(sorted(missing))}")
-        target = targets.get(self.spec, tuple(self.scenario.server_options))
-        outcome = asyncio.run(run_scenario(
-            self.scenario, target.address, tag=f"p{abs(hash(self.nodeid)) % 0xFFFF:x}_",
-            timeout_factor=config.getoption("--gearspec-timeout-factor"),
-            has_echo="echo" in target.capabilities))
-        result = CaseResult(self.scenario.id, self.spec, outcome.verdict, outcome.message,
-                            outcome.step, transcript=outcome.entries)
-        judge(result, baseline_for(baseline_name(self.spec), BASELINE_DIR), strict=False)
-        self.result = result
-        if result.baseline is not None and result.expected:
+        result = self.result = self.config.stash[_SESSION].play(self.spec, self.scenario,
+                                                                self.session.items)
+        self.user_properties.append(("verdict", result.verdict.value))
+        if result.baseline is not None and result.expected and \
+                result.verdict is not Verdict.UNSUPPORTED:
             pytest.xfail(f"baseline: {result.baseline}")
         if not result.expected:
             raise ScenarioFailure(result)
@@ -88,7 +117,12 @@ class ScenarioItem(pytest.Item):
         if isinstance(excinfo.value, ScenarioFailure):
             result = excinfo.value.result
             lines = [f"{result.scenario} on {result.target}: {result.verdict.value}",
-                     result.message, "", "transcript:"]
+                     result.message]
+            if result.failure is not None:
+                lines += [f"  step:     {result.failure.step_text}",
+                          f"  expected: {result.failure.expected}",
+                          f"  actual:   {result.failure.actual}"]
+            lines += ["", "transcript:"]
             lines += [f"  {e.t:8.4f} {e.conn:>8} {e.direction:5} {e.summary}"
                       for e in result.transcript if not e.sync]
             return "\n".join(lines)
@@ -104,16 +138,12 @@ class ScenarioFailure(Exception):
         self.result = result
 
 
-_TARGETS = pytest.StashKey[_Targets]()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_TARGETS] = _Targets()
+_SESSION = pytest.StashKey[Session]()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if _TARGETS in config.stash:
-        config.stash[_TARGETS].stop_all()
+    if _SESSION in config.stash:
+        config.stash[_SESSION].close(config.getoption("--gearspec-json"))
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
@@ -121,7 +151,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     specs = config.getoption("--gearspec-target")
     if not specs:
         return
-    scenarios = select(load_catalog(), config.getoption("--gearspec-select"), [])
+    scenarios = select(load_catalog(), config.getoption("--gearspec-select"),
+                       config.getoption("--gearspec-exclude"))
+    try:
+        config.stash[_SESSION] = Session(config, scenarios, specs)
+    except UsageError as error:  # a bad option, said in one line
+        raise pytest.UsageError(str(error)) from None
     for spec in specs:
         for scenario in scenarios:
             items.append(ScenarioItem.from_parent(session, name=f"{scenario.id}[{spec}]",

@@ -1,6 +1,6 @@
 """Target specs: the words of ``--target`` and what they make.
 
-``ref``, ``gearmand``, ``perl``, ``gear``, ``exec:COMMAND``, ``tcp://HOST:PORT``,
+``ref``, ``inproc``, ``gearmand``, ``perl``, ``gear``, ``exec:COMMAND``, ``tcp://HOST:PORT``,
 ``tls://HOST:PORT``, ``docker:IMAGE`` and ``docker-published:IMAGE``; server options
 follow the kind: ``parse_target("gearmand", ["-w", "1"])``.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import ssl
 
 from conformance.containers import baseline_of, parse_docker
+from conformance.inproc import InprocTarget
 from conformance.targets import (
     ExecTarget,
     GearmandTarget,
@@ -28,6 +29,8 @@ def parse_target(spec: str, options: list[str] | None = None) -> Target:
     options = list(options or [])
     if spec == "ref":
         return RefTarget(options=options)
+    if spec == "inproc":
+        return InprocTarget(options=options)
     if spec == "gearmand":
         return GearmandTarget(options=options)
     if spec == "perl":
@@ -46,11 +49,11 @@ def parse_target(spec: str, options: list[str] | None = None) -> Target:
             raise TargetError(str(error)) from None
         # tls://: the system's CAs unless the runner is told another (--tls-ca).
         return Target(name=spec, host=host, port=port,
-                      capabilities=frozenset({"grab_job_uniq", "echo"}), ready_timeout=3.0,
+                      capabilities=frozenset({"grab-job-uniq", "echo"}), ready_timeout=3.0,
                       tls=ssl.create_default_context() if spec.startswith("tls") else None)
     if spec.startswith(("docker:", "docker-published:")):
         return parse_docker(spec, options)
-    raise TargetError(f"unknown target {spec!r} (known: ref, gearmand, perl, gear, "
+    raise TargetError(f"unknown target {spec!r} (known: ref, inproc, gearmand, perl, gear, "
                       "exec:'COMMAND with {port}', tcp://HOST:PORT, tls://HOST:PORT, docker:IMAGE)")
 
 

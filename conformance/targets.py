@@ -27,18 +27,17 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conformance.probes import TargetError, connect, echo_round_trip, status_round_trip, wait_ready
 from conformance.services import ServiceError, Services, free_port
-from reference_server.protocol import Decoder, Packet, PacketType, encode
+from conformance.wire import SocketNetwork
 
 GEARMAND = "/usr/sbin/gearmand"
 PERL_GEARMAND = "/usr/bin/gearmand"
@@ -49,74 +48,6 @@ CRASH_SETTLE = 0.5
 
 
 PLAINTEXT = "started with TLS options but answers in plaintext (a build without TLS support)"
-
-
-class TargetError(Exception):
-    """A target could not be started or reached; the message says why."""
-
-
-def connect(host: str, port: int, timeout: float,
-            tls: ssl.SSLContext | None = None) -> socket.socket:
-    """A blocking connection, over TLS when ``tls`` is given."""
-    sock = socket.create_connection((host, port), timeout=timeout)
-    if tls is None:
-        return sock
-    try:
-        return tls.wrap_socket(sock, server_hostname=host)
-    except (OSError, ssl.SSLError):
-        sock.close()
-        raise
-
-
-def echo_round_trip(host: str, port: int, timeout: float = 1.0,
-                    tls: ssl.SSLContext | None = None) -> bool:
-    """Is a Gearman server answering on host:port?  (ECHO_REQ → ECHO_RES)"""
-    probe = b"gearspec-ready"
-    try:
-        with connect(host, port, timeout, tls) as sock:
-            sock.sendall(encode(PacketType.ECHO_REQ, probe))
-            decoder = Decoder()
-            while True:
-                data = sock.recv(4096)
-                if not data:
-                    return False
-                decoder.feed(data)
-                event = decoder.next_event()
-                if event is not None:
-                    return (isinstance(event, Packet) and event.type == PacketType.ECHO_RES
-                            and event.args == (probe,))
-    except (OSError, ValueError):
-        return False
-
-
-def status_round_trip(host: str, port: int, timeout: float = 1.0,
-                      tls: ssl.SSLContext | None = None) -> bool:
-    """Is a Gearman server answering the admin 'status' command on host:port?"""
-    try:
-        with connect(host, port, timeout, tls) as sock:
-            sock.sendall(b"status\n")
-            reply = b""
-            while not (reply == b".\n" or reply.endswith(b"\n.\n")):
-                data = sock.recv(4096)
-                if not data:
-                    return False
-                reply += data
-            return True
-    except OSError:
-        return False
-
-
-def wait_ready(host: str, port: int, deadline: float,
-               process: subprocess.Popen[bytes] | None = None,
-               probe: Callable[[str, int], bool] = echo_round_trip) -> None:
-    started = time.monotonic()
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise TargetError(f"server exited with status {process.returncode} before answering")
-        if probe(host, port):
-            return
-        time.sleep(0.02)
-    raise TargetError(f"no answer from {host}:{port} within {deadline - started:.0f} s")
 
 
 def fill_in(parts: list[str], values: dict[str, str]) -> list[str]:
@@ -137,7 +68,7 @@ class Target:
     options: list[str] = field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = 0
-    capabilities: frozenset[str] = frozenset({"grab_job_uniq"})
+    capabilities: frozenset[str] = frozenset({"grab-job-uniq"})
     ready_timeout: float = READY_TIMEOUT
     tls: ssl.SSLContext | None = None  # how clients connect, when the server speaks TLS
     # Ports and helper servers that ``{http_port}`` or ``{memcached}`` in the options
@@ -163,6 +94,22 @@ class Target:
 
     @property
     def pid(self) -> int | None:
+        return None
+
+    def network(self, timeout_factor: float = 1.0) -> SocketNetwork:
+        """How the engine reaches this server: TCP (or TLS) to its address and its
+        HTTP port."""
+        return SocketNetwork(self.address, tls=self.tls, http_port=self.http_port,
+                             connect_timeout=5 * timeout_factor)
+
+    @property
+    def concurrent(self) -> bool:
+        """Whether cases may share this server at once (each with its own names)."""
+        return True
+
+    def require_socket(self, what: str) -> None:
+        """For commands that need a server on a port (load generators, our own client
+        connections): a target without one says so in one line."""
         return None
 
     def probe(self, host: str, port: int) -> bool:
@@ -234,8 +181,8 @@ class ProcessTarget(Target):
 
     process: subprocess.Popen[bytes] | None = None
     workdir: Path | None = None
-    capabilities: frozenset[str] = frozenset({"grab_job_uniq", "echo", "restart",
-                                              "server_options", "persistence"})
+    capabilities: frozenset[str] = frozenset({"grab-job-uniq", "echo", "restart",
+                                              "gearmand-options", "persistence", "http"})
 
     def command(self, port: int, workdir: Path) -> list[str]:
         raise NotImplementedError
@@ -402,7 +349,7 @@ format=%(asctime)s %(levelname)s %(name)s: %(message)s
 @dataclass
 class GearTarget(ProcessTarget):
     name: str = "gear"
-    capabilities: frozenset[str] = frozenset({"grab_job_uniq", "restart"})
+    capabilities: frozenset[str] = frozenset({"grab-job-uniq", "restart"})
 
     def tls_options(self, ca: Path, certificate: Path, key: Path) -> list[str] | None:
         # geard's own names; it then requires a client certificate signed by the CA.
@@ -429,7 +376,7 @@ class ExecTarget(ProcessTarget):
 
     name: str = "exec"
     template: str = ""
-    capabilities: frozenset[str] = frozenset({"grab_job_uniq", "echo", "restart"})
+    capabilities: frozenset[str] = frozenset({"grab-job-uniq", "echo", "restart"})
 
     def command(self, port: int, workdir: Path) -> list[str]:
         words = shlex.split(self.template.replace("{port}", str(port))

@@ -7,10 +7,11 @@ from __future__ import annotations
 import shutil
 import ssl
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from conformance.targets import TargetError
+from conformance.targets import Target, TargetError
 
 
 @dataclass(frozen=True)
@@ -59,3 +60,47 @@ def client_context(ca: Path | str | None = None, certificate: Path | str | None 
     except (OSError, ssl.SSLError) as error:
         raise TargetError(f"TLS client settings: {error}") from None
     return context
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    """A run's TLS choices: ``enabled`` (servers started here get ``--ssl`` and
+    throwaway certificates) and what clients trust and show."""
+
+    enabled: bool = False
+    ca: str | None = None
+    certificate: str | None = None
+    key: str | None = None
+
+
+class TLSSetup:
+    """TLS for one target's servers: a server we start gets ``--ssl`` with a
+    throwaway CA and certificate (made once, in a temporary folder removed at
+    the end); clients trust that CA, or the one given (``--tls-ca``)."""
+
+    def __init__(self, settings: TLSSettings) -> None:
+        self.settings = settings
+        self.folder: Path | None = None
+        self.certificates: CertificateSet | None = None
+
+    def apply(self, target: Target) -> None:
+        ca, cert, key = self.settings.ca, self.settings.certificate, self.settings.key
+        if self.settings.enabled and not target.name.startswith("tls://"):
+            if self.certificates is None:
+                self.folder = Path(tempfile.mkdtemp(prefix="gearspec-tls-"))
+                self.certificates = make_certificates(self.folder)
+            made = self.certificates
+            extra = target.tls_options(made.ca, made.certificate, made.key)
+            if extra is None:
+                raise TargetError(f"{target.name}: this server has no TLS; give a "
+                                  "tls://HOST:PORT target for one that already speaks it")
+            target.options = [*target.options, *extra]
+            # A client certificate from the same CA: gearmand and ours ask for none,
+            # geard requires one.
+            ca, cert, key = ca or made.ca, cert or made.client, key or made.client_key
+        target.tls = client_context(ca, cert, key)
+        target.capabilities = target.capabilities | {"tls"}
+
+    def close(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)

@@ -10,7 +10,6 @@ run --scenario FILE --target ...`` replays.
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.stateful import run_state_machine_as_test
 
+from conformance.runner import how_it_ended
 from conformance.scenario import Scenario
 from conformance.targets import CRASH_SETTLE, Target
 from conformance.writer import dump
@@ -121,9 +121,7 @@ def revive(target: Target) -> str | None:
     which replays examples) meets a live server."""
     if target.alive():
         return None
-    status = target.exit_status()
-    how = f"killed by {signal.Signals(-status).name}" if status is not None and status < 0 \
-        and -status in signal.valid_signals() else f"exit status {status}"
+    how = how_it_ended(target.exit_status())
     if "restart" in target.capabilities:
         target.restart()
     return f"{target.name} died ({how})"
@@ -171,7 +169,7 @@ def model_test(campaign: Campaign, target: Target) -> Callable[[], None]:
             scenario.requirement += f" ({died})"
         campaign.found(scenario)
 
-    machine = model.machine_for(target.address, on_failure=found, on_start=start)
+    machine = model.GearmanMachine.bound(target.address, on_failure=found, on_start=start)
 
     def run_machine() -> None:
         run_state_machine_as_test(machine, settings=campaign.settings())

@@ -55,11 +55,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _start(specs: list[str]) -> list[Target]:
+def _start(specs: list[str], fuzzer: str) -> list[Target]:
     started = []
     try:
         for spec in specs:
             target = parse_target(spec)
+            if fuzzer in ("model", "diff"):  # they talk to the server with our client library
+                target.require_socket(f"gearspec fuzz {fuzzer}")
             target.start()
             started.append(target)
     except TargetError:
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None, prog: str = "gearspec fuzz") -> int:
             specs = [subject, args.target[1] if len(args.target) > 1 else "gearmand"]
         else:
             specs = args.target[:1] or ["ref"]
-        targets = _start(specs)
+        targets = _start(specs, args.fuzzer)
     except (UsageError, TargetError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2

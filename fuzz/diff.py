@@ -24,25 +24,15 @@ import asyncio
 import itertools
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from hypothesis import strategies as st
 
-from conformance.scenario import (
-    ExpectClosed,
-    ExpectLines,
-    ExpectList,
-    ExpectNothing,
-    ExpectPacket,
-    ExpectStalled,
-    Matcher,
-    Scenario,
-    SendPacket,
-    SendText,
-    Step,
-    Value,
-)
+from conformance.loader import load_case
+from conformance.nodes import matcher_data
+from conformance.scenario import Matcher, Scenario
 from fuzz.tidy import tidy
-from reference_server.client import ConnectionClosed, Link
+from reference_server.client import ConnectionClosed, Link, SyncMarkers
 from reference_server.protocol import PACKETS, Packet, PacketType, TextLine
 
 T = PacketType
@@ -59,11 +49,12 @@ class Send:
     fields: tuple[tuple[str, str], ...] = ()
     line: str = ""
 
-    def step(self) -> Step:
+    def step(self) -> Any:
+        """The send as a scenario step (as a file writes it)."""
         if self.packet_type is None:
-            return SendText(0, self.conn, "", Value(self.line), True)
-        return SendPacket(0, self.conn, "", self.packet_type,
-                          {k: Value(v) for k, v in self.fields})
+            return {f"{self.conn} send-line": self.line}
+        key = f"{self.conn} send {self.packet_type.name}"
+        return {key: dict(self.fields)} if self.fields else key
 
 
 functions = st.sampled_from(["$fa", "$fb"])
@@ -152,7 +143,7 @@ class Recorder:
         self.links: dict[str, Link] = {}
         self.state: dict[str, str] = {}
         self.handles: dict[bytes, str] = {}
-        self.markers = itertools.count()
+        self.markers = SyncMarkers(b"diff-sync-")
 
     def resolve(self, text: str) -> bytes:
         def name(match: re.Match[str]) -> str:
@@ -182,34 +173,29 @@ class Recorder:
     async def collect(self, conn: str) -> Seen:
         if self.state[conn] != "sync":
             return Seen(conn, (), self.state[conn])
-        link = self.links[conn]
-        marker = b"diff-sync-%d" % next(self.markers)
-        link.send(T.ECHO_REQ, marker)
+        try:
+            arrived = await self.links[conn].sync(self.markers.next(), self.timeout)
+        except TimeoutError as error:  # SyncTimeout: the marker got no answer
+            self.state[conn], arrived = "stalled", getattr(error, "events", [])
+        except ConnectionClosed as error:
+            self.state[conn], arrived = "closed", error.events
         events: list[tuple[str, ...]] = []
         lines: list[bytes] = []
-        try:
-            while True:
-                event = await link.next_event(self.timeout)
-                if isinstance(event, Packet):
-                    if event.type == T.ECHO_RES and event.args == (marker,):
-                        break
-                    args = list(event.args)
-                    if event.type == T.WORK_FAIL and args and args[0].endswith(b"\0"):
-                        args[0] = args[0][:-1]  # DEVIATIONS.md: gearmand's stray NUL
-                    events.append(("packet", event.type.name, *(
-                        f"{n}={self.show(a)}" for n, a in zip(PACKETS[event.type].args, args))))
-                else:
-                    assert isinstance(event, TextLine)
-                    lines.append(event.raw)
-                    # A reply is one OK/ERR line, or a list closed by a line ".".
-                    if event.raw == b".\n" or (len(lines) == 1
-                                               and event.raw.startswith((b"OK", b"ERR"))):
-                        events.append(("text", *self._mine(lines)))
-                        lines = []
-        except TimeoutError:
-            self.state[conn] = "stalled"
-        except ConnectionClosed:
-            self.state[conn] = "closed"
+        for event in arrived:
+            if isinstance(event, Packet):
+                args = list(event.args)
+                if event.type == T.WORK_FAIL and args and args[0].endswith(b"\0"):
+                    args[0] = args[0][:-1]  # DEVIATIONS.md: gearmand's stray NUL
+                events.append(("packet", event.type.name, *(
+                    f"{n}={self.show(a)}" for n, a in zip(PACKETS[event.type].args, args))))
+                continue
+            assert isinstance(event, TextLine)
+            lines.append(event.raw)
+            # A reply is one OK/ERR line, or a list closed by a line ".".
+            if event.raw == b".\n" or (len(lines) == 1
+                                       and event.raw.startswith((b"OK", b"ERR"))):
+                events.append(("text", *self._mine(lines)))
+                lines = []
         return Seen(conn, tuple(events), self.state[conn])
 
     def _mine(self, lines: list[bytes]) -> list[str]:
@@ -251,7 +237,7 @@ def record(address: tuple[str, int], sends: list[Send], tag: str) -> list[list[S
 def reproducer(sends: list[Send], oracle: list[list[Seen]], subject: str, oracle_name: str,
                difference: str) -> Scenario:
     """The case as a scenario: its sends, and after each what the oracle answered."""
-    steps: list[Step] = []
+    steps: list[Any] = []
     bound: set[str] = set()
     for send, seen in zip(sends, oracle):
         steps.append(send.step())
@@ -259,49 +245,49 @@ def reproducer(sends: list[Send], oracle: list[list[Seen]], subject: str, oracle
         for s in seen:
             steps.extend(_expectations(s, bound))
         if send.conn not in answered:
-            steps.append(ExpectNothing(0, send.conn))
-    return Scenario(
-        id=f"fuzz/diff/case-{next(_cases)}", title=f"{subject} differs from {oracle_name}",
-        level="MUST", source=f"gearspec fuzz diff (expectations recorded from {oracle_name})",
-        requirement=f"The server answers as {oracle_name} does. First difference: {difference}",
-        sections=["2"], steps=steps, file="", line=0)
+            steps.append(f"{send.conn} expect-nothing")
+    return load_case({
+        "case": f"case-{next(_cases)}", "title": f"{subject} differs from {oracle_name}",
+        "level": "MUST", "source": f"gearspec fuzz diff (expectations recorded from "
+                                   f"{oracle_name})",
+        "requirement": f"The server answers as {oracle_name} does. First difference: "
+                       f"{difference}",
+        "sections": ["2"], "steps": steps}, "fuzz/diff", origin="gearspec fuzz diff")
 
 
-def _value(text: str, bound: set[str]) -> Matcher:
+def _value(text: str, bound: set[str]) -> Any:
     """A recorded field.  A handle seen for the first time is captured on replay, and
     must differ from the handles captured before it (the oracle gave a new one)."""
     new = re.fullmatch(r"\$(h\d+)", text)
     if new and new.group(1) not in bound:
         matcher = Matcher.distinct(new.group(1), sorted(bound))
         bound.add(new.group(1))
-        return matcher
+        return matcher_data(matcher)
     bound.update(re.findall(r"\$(h\d+)", text))
-    return Matcher(value=Value(text))
+    return text
 
 
-def _row(row: str) -> Matcher:
+def _row(row: str) -> Any:
     if row.startswith("<fd> "):  # 'workers': file descriptors differ from run to run
-        return Matcher(pattern=r"\d+ " + re.escape(row[5:]).replace(r"\$", "$"))
-    return Matcher(value=Value(row))
+        return {"match": r"\d+ " + re.escape(row[5:]).replace(r"\$", "$")}
+    return row
 
 
-def _expectations(seen: Seen, bound: set[str]) -> list[Step]:
-    steps: list[Step] = []
+def _expectations(seen: Seen, bound: set[str]) -> list[Any]:
+    steps: list[Any] = []
+    conn = seen.conn
     for event in seen.events:
         if event[0] == "packet":
-            packet_type = PacketType[event[1]]
             fields = dict(f.split("=", 1) for f in event[2:])
-            steps.append(ExpectPacket(0, seen.conn, "", packet_type,
-                                      {k: _value(v, bound) for k, v in fields.items()}))
+            key = f"{conn} expect {event[1]}"
+            steps.append({key: {k: _value(v, bound) for k, v in fields.items()}}
+                         if fields else key)
         elif event[-1] == ".\n":
             keys = ["$fa\t", "$fb\t", " $fa", " $fb", *(f"${h}\t" for h in sorted(bound))]
-            steps.append(ExpectList(0, seen.conn, "", [_row(r) for r in event[1:-1]],
-                                    [Value(k) for k in keys]))
+            steps.append({f"{conn} expect-list": {"rows": [_row(r) for r in event[1:-1]],
+                                                  "filter": keys}})
         else:
-            steps.append(ExpectLines(0, seen.conn, "", [Matcher(value=Value(line))
-                                                        for line in event[1:]]))
-    if seen.ending == "closed":
-        steps.append(ExpectClosed(0, seen.conn))
-    elif seen.ending == "stalled":
-        steps.append(ExpectStalled(0, seen.conn))
+            steps.append({f"{conn} expect-lines": list(event[1:])})
+    if seen.ending in ("closed", "stalled"):
+        steps.append(f"{conn} expect-{seen.ending}")
     return steps

@@ -14,64 +14,46 @@ is the scenario itself, saved as YAML for ``gearspec run --scenario``.
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 from hypothesis import strategies as st
 
-from conformance.engine import run_scenario
-from conformance.scenario import (
-    ExpectPacket,
-    Finish,
-    Matcher,
-    Scenario,
-    SendPacket,
-    SendRaw,
-    Step,
-    Value,
-)
-from conformance.targets import CRASH_SETTLE, Target
+from conformance.loader import load_case
+from conformance.runner import RunOptions, TargetRun
+from conformance.scenario import Scenario
+from conformance.targets import Target
 from fuzz.known import KnownFinding, triggers
 from fuzz.strategies import garbage
 from reference_server.protocol import PacketType
 
 T = PacketType
-_counter = itertools.count()
-
-
-def _send(conn: str, packet_type: PacketType, **fields: str) -> SendPacket:
-    return SendPacket(0, conn, "", packet_type, {k: Value(v) for k, v in fields.items()})
-
-
-def _expect(conn: str, packet_type: PacketType, **fields: str) -> ExpectPacket:
-    return ExpectPacket(0, conn, "", packet_type,
-                        {k: Matcher(value=Value(v)) for k, v in fields.items()})
 
 
 def robustness_scenario(noise: list[tuple[int, bytes]], name: str = "garbage") -> Scenario:
     probe = "still there"
-    steps: list[Step] = [
-        _send("client", T.SUBMIT_JOB, function="$fn", unique="$u", data="work"),
-        _expect("client", T.JOB_CREATED, handle="$h"),
-        _send("worker", T.CAN_DO, function="$fn"),
-        _send("worker", T.GRAB_JOB_UNIQ),
-        _expect("worker", T.JOB_ASSIGN_UNIQ, handle="$h", function="$fn", unique="$u",
-                data="work"),
-        *(SendRaw(0, f"noise{conn}", "", data=Value(raw=data)) for conn, data in noise),
+    conns = sorted({c for c, _ in noise})
+    steps: list[object] = [
+        {"client send SUBMIT_JOB": {"function": "$fn", "unique": "$u", "data": "work"}},
+        {"client expect JOB_CREATED": {"handle": "$h"}},
+        {"worker send CAN_DO": {"function": "$fn"}},
+        "worker send GRAB_JOB_UNIQ",
+        {"worker expect JOB_ASSIGN_UNIQ": {"handle": "$h", "function": "$fn", "unique": "$u",
+                                           "data": "work"}},
+        *({f"noise{conn} send-raw": {"hex": data.hex(" ")}} for conn, data in noise),
         # A barrier: once the server has closed a garbage connection after its EOF,
         # it has read all of it, so what that did (a crash, say) has happened, and
         # the steps after it see the consequences.
-        *(Finish(0, f"noise{conn}", "") for conn in sorted({c for c, _ in noise})),
-        _send("worker", T.WORK_COMPLETE, handle="$h", data="done"),
-        _expect("client", T.WORK_COMPLETE, handle="$h", data="done"),
-        _send("fresh", T.ECHO_REQ, data=probe),
-        _expect("fresh", T.ECHO_RES, data=probe),
+        *(f"noise{conn} finish" for conn in conns),
+        {"worker send WORK_COMPLETE": {"handle": "$h", "data": "done"}},
+        {"client expect WORK_COMPLETE": {"handle": "$h", "data": "done"}},
+        {"fresh send ECHO_REQ": {"data": probe}},
+        {"fresh expect ECHO_RES": {"data": probe}},
     ]
-    return Scenario(
-        id=f"fuzz/server/{name}", title="Garbage on other connections disturbs nothing",
-        level="MUST", source="gearspec fuzz server",
-        requirement="Bytes that are not Gearman, on other connections, change nothing for a "
-                    "client and a worker running a job, and the server goes on answering.",
-        sections=["1"], steps=steps, file="", line=0)
+    return load_case({
+        "case": name, "title": "Garbage on other connections disturbs nothing",
+        "level": "MUST", "source": "gearspec fuzz server",
+        "requirement": "Bytes that are not Gearman, on other connections, change nothing for "
+                       "a client and a worker running a job, and the server goes on answering.",
+        "sections": ["1"], "steps": steps}, "fuzz/server", origin="gearspec fuzz server")
 
 
 def noise_strategy(avoid: tuple[KnownFinding, ...] = ()
@@ -81,15 +63,14 @@ def noise_strategy(avoid: tuple[KnownFinding, ...] = ()
 
 
 async def check(target: Target, scenario: Scenario, factor: float = 1.0) -> str | None:
-    """Play one example; the reason it fails, or None."""
-    outcome = await run_scenario(scenario, target.address, tag=f"z{next(_counter):x}_",
-                                 timeout_factor=factor, has_echo="echo" in target.capabilities)
-    settle = 0.0 if outcome.verdict.value == "PASS" else CRASH_SETTLE
-    if not target.alive(settle):  # first: once it is dead, every step fails
-        return "the server died"
-    if outcome.verdict.value != "PASS":
-        return f"{outcome.verdict.value}: {outcome.message}"
-    malformed = [e for e in outcome.entries if e.direction == "recv" and e.kind == "raw"]
+    """Play one example through the runner; the reason it fails, or None."""
+    run = TargetRun.adopting(target, RunOptions(jobs=1, timeout_factor=factor))
+    result = await run.play(scenario)
+    if run.last_death is not None:  # first: once dead, every step fails (the runner restarted it)
+        return f"{target.name} died ({run.last_death})"
+    if result.verdict.value != "PASS":
+        return f"{result.verdict.value}: {result.message}"
+    malformed = [e for e in result.transcript if e.direction == "recv" and e.kind == "raw"]
     if malformed:
         return f"malformed reply on {malformed[0].conn}: {malformed[0].summary}"
     return None

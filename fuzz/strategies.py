@@ -87,12 +87,13 @@ def broken(packet: Packet, rng: random.Random) -> bytes:
     payload = wire[12:]
     how = rng.choice(BREAKAGES)
     if how == "magic":
-        return rng.choice([b"\0REP", b"\0XYZ", b"\0req", b"\0\0\0\0"]) + wire[4:]
+        return frame(rng.choice([b"\0REP", b"\0XYZ", b"\0req", b"\0\0\0\0"]), int(packet.type),
+                     payload)
     if how == "type":
         return frame(wire[:4], rng.choice([0, TYPE_LIMIT, 999, 2**31, 2**32 - 1]), payload)
     if how == "length":
         length = rng.choice([0, len(payload) + 1, len(payload) + 100, 2**31, 2**32 - 1])
-        return wire[:8] + length.to_bytes(4, "big") + payload
+        return frame(wire[:4], int(packet.type), payload, length=length)
     if how == "separators":
         return frame(wire[:4], int(packet.type), payload.replace(b"\0", b"", 1))
     if how == "extra-nul":

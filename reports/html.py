@@ -1,11 +1,12 @@
 """The HTML report: a static folder that opens from file:// with nothing else.
 
 ``render(run, out)`` writes ``out/index.html`` (run metadata, per-target
-totals and verdict bars, coverage, and the scenario × target matrix grouped
-by protocol area, with filters) and one page per scenario × target under
-``out/cases/<target>/<scenario id>.html`` (requirement, steps, the numbered
-wire transcript with decoded fields and hex, the server's log lines, the
-baseline reason).  CSS and the few lines of JS are inline.
+totals and verdict bars, the cases not played and for lack of what, coverage,
+and the scenario × target matrix grouped by protocol area, with filters) and
+one page per scenario × target under ``out/cases/<target>/<scenario
+id>.html`` (requirement, steps, what the failing step expected beside what
+arrived, the numbered wire transcript with decoded fields and hex, the
+server's log lines, the baseline reason).  CSS and the few lines of JS are inline.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def render(run: RunResult, out: Path, bench: dict[str, Any] | None = None) -> Pa
         run=run, targets=run.targets, names=targets, totals=totals, areas=areas,
         by_case=by_case, case_path=case_path, verdicts=[v.value for v in Verdict],
         bars={t: verdict_bar(totals.get(t, {})) for t in targets},
-        coverage=run.coverage.get("lines", []),
+        coverage=run.coverage.get("lines", []), unsupported=run.unsupported_lines(),
         bench=bench_charts(bench) if bench else "",
         options=json.dumps(run.options, ensure_ascii=False))
     (out / "index.html").write_text(index)

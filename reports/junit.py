@@ -2,8 +2,11 @@
 
 A FAIL or ERROR that the target's baseline expects is reported as skipped
 (with the baseline's reason), so CI dashboards show only what needs work;
-an unexpected result is a failure (FAIL, NON-STRICT under --strict, or a
-baselined case that now passes) or an error (ERROR).
+an unexpected result is a failure (FAIL, NON-STRICT under --strict, a
+baselined case that now passes, UNSUPPORTED under --require-all) or an error
+(ERROR); a failure's text starts with what the step expected and what
+arrived.  Each testsuite's properties count the cases not played per
+missing capability (``unsupported.gearmand-options``...).
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ def _case(suite: ET.Element, result: CaseResult) -> None:
         tag = "error" if result.verdict is Verdict.ERROR else "failure"
         element = ET.SubElement(case, tag, message=result.message or result.verdict.value,
                                 type=result.verdict.value)
-        element.text = transcript
+        failure = result.failure
+        side_by_side = f"step: {failure.step_text}\nexpected: {failure.expected}\n" \
+            f"actual:   {failure.actual}\n\n" if failure is not None else ""
+        element.text = side_by_side + transcript
     elif result.baseline is not None:
         ET.SubElement(case, "skipped", message=f"baseline: {result.baseline}")
     elif result.verdict is Verdict.UNSUPPORTED:
@@ -46,8 +52,12 @@ def to_junit(run: RunResult) -> str:
             time=f"{sum(r.duration for r in mine):.3f}", timestamp=run.started)
         properties = ET.SubElement(suite, "properties")
         for name, value in (("version", target.version or ""), ("kind", target.kind),
-                            ("options", " ".join(target.options))):
+                            ("options", " ".join(target.options)),
+                            ("capabilities", ",".join(target.capabilities))):
             ET.SubElement(properties, "property", name=name, value=value)
+        # How many cases were not played, and for lack of what.
+        for need, count in sorted(run.unsupported().get(target.name, {}).items()):
+            ET.SubElement(properties, "property", name=f"unsupported.{need}", value=str(count))
         for result in mine:
             _case(suite, result)
     ET.indent(root)

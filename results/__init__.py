@@ -47,6 +47,18 @@ class Entry:
 
 
 @dataclass
+class Failure:
+    """The step that decided a failing verdict: what it expected, what arrived."""
+
+    step: int  # index in the case's steps
+    line: int  # in the scenario file
+    step_text: str  # the step as written
+    expected: str
+    actual: str
+    where: str = ""  # the field or line compared, e.g. "JOB_CREATED.handle"
+
+
+@dataclass
 class CaseResult:
     scenario: str  # scenario id
     target: str
@@ -58,6 +70,8 @@ class CaseResult:
     log: list[str] = field(default_factory=list)  # the target's log lines of that window
     baseline: str | None = None  # the reason, when the target's baseline lists the case
     expected: bool = True  # False: an unexpected result (a failure, or a baselined pass)
+    failure: Failure | None = None  # FAIL, NON-STRICT, INFO: expected and actual
+    missing: list[str] = field(default_factory=list)  # UNSUPPORTED: the capabilities lacking
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -69,6 +83,8 @@ class CaseResult:
         data = dict(data)
         data["verdict"] = Verdict(data["verdict"])
         data["transcript"] = [Entry(**e) for e in data.get("transcript", [])]
+        if data.get("failure") is not None:
+            data["failure"] = Failure(**data["failure"])
         return cls(**data)
 
 
@@ -78,6 +94,7 @@ class TargetInfo:
     kind: str
     version: str | None = None
     options: list[str] = field(default_factory=list)
+    capabilities: list[str] = field(default_factory=list)  # what it was said to take
 
 
 @dataclass
@@ -112,6 +129,28 @@ class RunResult:
             totals.setdefault(result.target, {v.value: 0 for v in Verdict})
             totals[result.target][result.verdict.value] += 1
         return totals
+
+    def unsupported(self) -> dict[str, dict[str, int]]:
+        """target → missing capability → cases not played for lack of it (a case
+        lacking two counts under both)."""
+        counts: dict[str, dict[str, int]] = {}
+        for result in self.results:
+            if result.verdict is Verdict.UNSUPPORTED:
+                per_target = counts.setdefault(result.target, {})
+                for need in result.missing or ["unknown"]:
+                    per_target[need] = per_target.get(need, 0) + 1
+        return counts
+
+    def unsupported_lines(self) -> list[str]:
+        """One sentence per target with unplayed cases: how many, and for what."""
+        totals = self.totals()
+        lines = []
+        for target, needs in self.unsupported().items():
+            count = totals.get(target, {}).get(Verdict.UNSUPPORTED.value, 0)
+            why = ", ".join(f"{n} need {need}" for need, n in
+                            sorted(needs.items(), key=lambda item: (-item[1], item[0])))
+            lines.append(f"{target}: {count} case{'s' * (count != 1)} not played ({why})")
+        return lines
 
     @property
     def unexpected(self) -> list[CaseResult]:

@@ -2,11 +2,12 @@
 
 A case is a list of steps, each "connection NAME sends BYTES" (or hangs up).
 After every step the player collects what each open connection received, in
-a way that does not depend on timing: it sends an ECHO_REQ with a fresh
-marker on the connection that acted, then on every other one, and reads until
-that marker's ECHO_RES.  Servers answer each connection in order, so
-everything caused by the step arrives before the marker.  A connection the
-server closed reads EOF; one that never answers the marker has stalled.
+a way that does not depend on timing: ``Link.sync`` with a fresh marker on the
+connection that acted, then on every other one (servers answer each connection
+in order, so everything caused by the step arrives before the marker's
+ECHO_RES).  A connection the server closed reads EOF; one that never answers
+the marker has stalled.  The events are turned back into their bytes (a packet
+re-encoded from its decoded arguments is the packet that arrived).
 
 Replies are compared byte for byte after normalising what legitimately
 differs: job handle numbers (mapped to their order of first appearance),
@@ -22,8 +23,9 @@ import socket
 from dataclasses import dataclass, field
 
 from conformance.targets import Target
-from reference_server.client import Link
-from reference_server.protocol import Decoder, Magic, Packet, PacketType, TextLine, encode, frame
+from reference_server.client import ConnectionClosed, Link, SyncMarker, SyncMarkers
+from reference_server.client.errors import SyncTimeout
+from reference_server.protocol import Decoder, Event, Packet, PacketType, TextLine, encode, frame
 
 HANGUP = b"<hangup>"
 STALL_TIMEOUT = 2.0  # generous: under a loaded CI a slow answer must not pass for a stall
@@ -51,19 +53,17 @@ class Reply:
     state: str  # "ok", "closed" or "stalled"
 
 
-async def _collect(link: Link, marker: bytes, timeout: float) -> tuple[bytes, str]:
-    buffer = b""
-    while not buffer.endswith(marker):
-        try:
-            data = await asyncio.wait_for(link.reader.read(65536), timeout)
-        except TimeoutError:
-            return buffer, "stalled"
-        except ConnectionError:
-            return buffer, "closed"
-        if not data:
-            return buffer, "closed"
-        buffer += data
-    return buffer[:-len(marker)], "ok"
+def _wire(events: list[Event]) -> bytes:
+    return b"".join(e.encode() if isinstance(e, Packet) else e.raw for e in events)
+
+
+async def _collect(link: Link, marker: SyncMarker, timeout: float) -> tuple[bytes, str]:
+    try:
+        return _wire(await link.sync(marker, timeout)), "ok"
+    except ConnectionClosed as closed:
+        return _wire(closed.events), "closed"
+    except SyncTimeout as stalled:
+        return _wire(stalled.events), "stalled"
 
 
 class Player:
@@ -71,14 +71,18 @@ class Player:
         self.target = target
         self.links: dict[str, Link] = {}
         self.states: dict[str, str] = {}
-        self.markers = 0
+        self.markers = SyncMarkers(b"\xffsync-")
 
     async def _link(self, name: str) -> Link | None:
         """The named connection, opened on first use; None if the server refused it
         (it has died)."""
         if name not in self.links and self.states.get(name) != "refused":
             try:
-                self.links[name] = await Link.open(self.target.address, timeout=2.0)
+                link = await Link.open(self.target.address, timeout=2.0)
+                # Replies are compared whatever their size (an unknown 8 KiB admin
+                # command comes back longer than a text line may be).
+                link.decoder = Decoder(max_payload=1 << 30, max_line=1 << 20)
+                self.links[name] = link
                 self.states[name] = "ok"
             except OSError:
                 self.states[name] = "refused"
@@ -87,17 +91,7 @@ class Player:
     async def _sync(self, name: str) -> Reply:
         if self.states[name] != "ok":
             return Reply(name, b"", self.states[name])
-        link = self.links[name]
-        self.markers += 1
-        marker = b"\xffsync-%d" % self.markers
-        try:
-            link.send_raw(encode(PacketType.ECHO_REQ, marker))
-            await link.drain()
-        except ConnectionError:
-            self.states[name] = "closed"
-            return Reply(name, b"", "closed")
-        data, state = await _collect(link, encode(PacketType.ECHO_RES, marker, magic=Magic.RES),
-                                     STALL_TIMEOUT)
+        data, state = await _collect(self.links[name], self.markers.next(), STALL_TIMEOUT)
         self.states[name] = state
         return Reply(name, data, state)
 
@@ -188,6 +182,7 @@ def req(packet_type: PacketType, *args: bytes) -> bytes:
     return encode(packet_type, *args)
 
 
-def raw(magic: bytes, packet_type: int, payload: bytes) -> bytes:
-    """A packet exactly as given, however malformed."""
-    return frame(magic, packet_type, payload)
+def raw(magic: bytes, packet_type: int, payload: bytes, *, length: int | None = None) -> bytes:
+    """A packet exactly as given, however malformed (``length``: the length field,
+    if it is to disagree with the payload)."""
+    return frame(magic, packet_type, payload, length=length)

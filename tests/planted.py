@@ -9,6 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from reference_server.core import jobs as core_jobs
 from reference_server.core import server as core_server
 from reference_server.protocol import Packet, codec
 
@@ -30,14 +31,14 @@ class MisSplittingDecoder(codec.Decoder):
 
 def plant(bug: str) -> None:
     if bug == "forget-listener":
-        original = core_server.JobServer._attach_client
+        original = core_jobs.JobStore.attach_client
 
         def attach(self, job, conn):  # type: ignore[no-untyped-def]
             if job.clients:  # a coalesced foreground submitter is never told anything
                 return
             original(self, job, conn)
 
-        core_server.JobServer._attach_client = attach  # type: ignore[method-assign]
+        core_jobs.JobStore.attach_client = attach  # type: ignore[method-assign]
     elif bug == "mis-split":
         core_server.Decoder = MisSplittingDecoder  # type: ignore[misc]
         codec.Decoder = MisSplittingDecoder  # type: ignore[misc]

@@ -66,7 +66,7 @@ def test_bench_unknown_target_is_one_line() -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
-        "gearspec bench: error: unknown target 'nosuch' (known: ref, gearmand, perl, gear, "
+        "gearspec bench: error: unknown target 'nosuch' (known: ref, inproc, gearmand, perl, gear, "
         "exec:'COMMAND with {port}', tcp://HOST:PORT, tls://HOST:PORT, docker:IMAGE)"]
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from conformance.capture.scenario import capture_scenario
+from conformance.loader import load_file
 from conformance.replay import replay
-from conformance.scenario import SendPacket, SendText, load_file
+from conformance.verbs.send import SendPacket, SendText
 from reference_server.protocol import PacketType
 from results import RunResult, Verdict
 from tests.conftest import require_gearmand

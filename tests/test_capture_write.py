@@ -16,10 +16,11 @@ from scapy.utils import rdpcap
 
 from conformance.capture.layer import Gearman
 from conformance.capture.pcapwrite import MAX_SEGMENT, frames, write_pcap
-from conformance.engine import Chunk, run_scenario
+from conformance.engine import run_scenario
+from conformance.loader import load_catalog
 from conformance.runner import pcap_path, select
-from conformance.scenario import load_catalog
 from conformance.targets import Target
+from conformance.transcript import Chunk
 from reference_server.protocol import Magic, Packet, PacketType, decode_all, encode
 from tests.conftest import require_program
 
@@ -122,9 +123,9 @@ def by_stream(chunks: list[Chunk], direction: str) -> dict[int, bytes]:
 async def test_engine_records_every_byte(start_target: Callable[..., Target]) -> None:
     target = start_target("ref")
     scenario, = select(load_catalog(), ["client/echo/echo-1mib"], [])
-    plain = await run_scenario(scenario, target.address, tag="p_")
+    plain = await run_scenario(scenario, target.network(), tag="p_")
     assert plain.raw is None
-    outcome = await run_scenario(scenario, target.address, tag="r_", record_raw=True)
+    outcome = await run_scenario(scenario, target.network(), tag="r_", record_raw=True)
     assert outcome.verdict.value == "PASS" and outcome.raw is not None
     assert [c.kind for c in outcome.raw[:1]] == ["open"]
     sent, received = by_stream(outcome.raw, "send"), by_stream(outcome.raw, "recv")

@@ -144,14 +144,14 @@ class TestDecoder:
 
     def test_too_large_is_refused_at_the_header(self) -> None:
         decoder = Decoder(max_payload=1024)
-        decoder.feed(frame(b"\0REQ", T.ECHO_REQ, b"")[:8] + (1025).to_bytes(4, "big"))
+        decoder.feed(frame(b"\0REQ", T.ECHO_REQ, b"", length=1025))
         with pytest.raises(PacketTooLarge) as caught:
             decoder.next_event()
         assert (caught.value.length, caught.value.limit) == (1025, 1024)
 
     def test_4gib_length_is_refused_before_any_body(self) -> None:
         decoder = Decoder()
-        decoder.feed(b"\0REQ" + (16).to_bytes(4, "big") + (2**32 - 1).to_bytes(4, "big"))
+        decoder.feed(frame(b"\0REQ", T.ECHO_REQ, b"", length=2**32 - 1))
         with pytest.raises(PacketTooLarge):
             decoder.next_event()
 

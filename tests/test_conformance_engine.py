@@ -17,9 +17,11 @@ from conformance import services
 from conformance.baselines import Baseline, judge, load_baseline
 from conformance.coverage import coverage
 from conformance.engine import run_scenario
+from conformance.loader import load_catalog, load_file
 from conformance.runner import RunOptions, run
-from conformance.scenario import ScenarioError, load_catalog, load_file
+from conformance.scenario import ScenarioError
 from conformance.targets import Target
+from conformance.wire import SocketNetwork
 from results import CaseResult, RunResult, Verdict
 from tests.conftest import require_gearmand
 
@@ -113,7 +115,7 @@ def ref_server() -> Target:
 
 def play(tmp_path: Path, target: Target, body: str) -> tuple[Verdict, str]:
     scenario = load_one(tmp_path, body)
-    outcome = asyncio.run(run_scenario(scenario, target.address, tag="t_"))  # type: ignore[arg-type]
+    outcome = asyncio.run(run_scenario(scenario, target.network(), tag="t_"))  # type: ignore[arg-type]
     return outcome.verdict, outcome.message
 
 
@@ -192,7 +194,8 @@ class TestVerdicts:
             port = server.sockets[0].getsockname()[1]
             scenario = load_one(tmp_path, case("- c finish:\n  within: 0.2\n"))
             async with server:
-                outcome = await run_scenario(scenario, ("127.0.0.1", port), tag="t_")  # type: ignore[arg-type]
+                outcome = await run_scenario(scenario, SocketNetwork(("127.0.0.1", port)),  # type: ignore[arg-type]
+                                             tag="t_")
             return outcome.verdict, outcome.message
 
         verdict, message = asyncio.run(main())

@@ -104,7 +104,7 @@ class TestFramingErrors:
                                                                      ) -> None:
         # DEVIATION "Type numbers of 2^31 and up": unknown like 999, not a crash.
         sim = Sim()
-        sim.raw("c", b"\0REQ" + number.to_bytes(4, "big") + (3).to_bytes(4, "big") + b"x\0y")
+        sim.raw("c", frame(b"\0REQ", number, b"x\0y"))
         assert sim.take("c") == []
         assert sim.closed("c")
         sim.send("d", T.ECHO_REQ, b"still")
@@ -113,7 +113,7 @@ class TestFramingErrors:
     def test_too_large_deviation(self) -> None:
         # DEVIATION "Maximum packet size": ERROR then close, before the body arrives.
         sim = Sim(max_payload=100)
-        sim.raw("c", b"\0REQ" + (16).to_bytes(4, "big") + (101).to_bytes(4, "big"))
+        sim.raw("c", frame(b"\0REQ", T.ECHO_REQ, b"", length=101))
         assert sim.take("c") == [error(b"ARGUMENT_TOO_LARGE",
                                        b"Packet larger than the server accepts")]
         assert sim.closed("c")
@@ -886,7 +886,7 @@ class TestQueueInterface:
         queue.fail = True
         sim.raw("c", encode(T.SUBMIT_JOB_BG, b"f", b"u", b"x") + encode(T.ECHO_REQ, b"next"))
         assert sim.take("c") == [error(b"QUEUE_ERROR", b"QUEUE_ERROR"), res(T.ECHO_RES, b"next")]
-        assert sim.server.jobs == {} and sim.server.uniques == {}
+        assert sim.server.jobs == {} and sim.server.store.uniques == {}
         sim.send("w", T.CAN_DO, b"f")
         assert sim.grab("w").type == T.NO_JOB
         queue.fail = False  # the store is back: the next submit works
@@ -940,7 +940,7 @@ class TestQueueInterface:
         sim.server = JobServer(sim.server.options, queue=Refusing(), clock=lambda: sim.now)
         sim.send("c", T.SUBMIT_JOB_BG, b"f", b"u", b"")
         assert sim.take("c") == [error(b"QUEUE_ERROR", b"QUEUE_ERROR")]
-        assert sim.server.jobs == {} and sim.server.uniques == {}
+        assert sim.server.jobs == {} and sim.server.store.uniques == {}
 
     def test_replay_coalesces_and_keeps_priority(self) -> None:
         sim = Sim()
@@ -1064,7 +1064,7 @@ class TestTimerHousekeeping:
             handle = sim.submit("c", kind=T.SUBMIT_JOB_BG)
             sim.grab("w")
             sim.send("w", T.WORK_COMPLETE, handle, b"")
-        assert len(sim.server._timers) < 2100
+        assert len(sim.server.timers.heap) < 2100
         assert sim.server.next_deadline() is None
 
 

@@ -22,8 +22,8 @@ import pytest
 
 from conformance.containers import OWNER_LABEL, DockerTarget, ensure_engine, parse_docker
 from conformance.durability import QUEUES
+from conformance.loader import load_catalog, load_file
 from conformance.runner import RunOptions, run
-from conformance.scenario import load_catalog, load_file
 from conformance.targets import TargetError
 from reference_server.protocol import Decoder, Packet, PacketType, encode
 from results import RunResult, Verdict
@@ -148,7 +148,7 @@ def test_target_lifecycle_and_bad_image(engine: Any, gearmand_image: str) -> Non
     assert isinstance(target, DockerTarget)
     target.start()
     try:
-        assert {"restart", "persistence", "server_options"} <= target.capabilities
+        assert {"restart", "persistence", "gearmand-options", "http"} <= target.capabilities
         assert target.version() == "1.1.20+ds"
         target.kill()
         assert not target.alive(settle=5)

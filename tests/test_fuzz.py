@@ -16,9 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance.baselines import baseline_for
-from conformance.scenario import SendRaw, load_catalog
+from conformance.loader import load_catalog
 from conformance.specs import parse_target
 from conformance.targets import Target
+from conformance.verbs.send import SendRaw
 from fuzz import diff, server
 from fuzz.campaign import Campaign, diff_test, model_test, parser_test, save, server_test
 from fuzz.known import KNOWN, known_for, triggers

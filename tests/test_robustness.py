@@ -16,15 +16,11 @@ import pytest
 
 from conformance.bench import rss_bytes
 from conformance.targets import ProcessTarget, Target, echo_round_trip
-from reference_server.client import Client, Link, Worker
-from reference_server.protocol import PacketType, encode, frame
+from reference_server.client import Client, ConnectionClosed, Link, SyncMarkers, Worker
+from reference_server.protocol import Magic, Packet, PacketType, TextLine, encode, frame
 
 T = PacketType
 REQ = b"\0REQ"
-
-
-def header(packet_type: int, length: int, magic: bytes = REQ) -> bytes:
-    return magic + packet_type.to_bytes(4, "big") + length.to_bytes(4, "big")
 
 
 _rng = random.Random(20261127)  # fixed: the same "random" garbage every run
@@ -38,9 +34,9 @@ BAD_INPUTS: dict[str, bytes] = {
     "unused-type-5": frame(REQ, 5, b""),
     "response-types": b"".join(frame(REQ, n, b"\0" * 6) for n in (6, 8, 10, 11, 17, 19, 20)),
     "truncated-header": REQ + b"\0\0",
-    "truncated-body": header(T.ECHO_REQ, 10) + b"abc",
-    "length-4gib": header(T.ECHO_REQ, 0xFFFFFFFF),
-    "length-64mib-plus-1": header(T.ECHO_REQ, 64 * 1024 * 1024 + 1),
+    "truncated-body": frame(REQ, T.ECHO_REQ, b"abc", length=10),
+    "length-4gib": frame(REQ, T.ECHO_REQ, b"", length=0xFFFFFFFF),
+    "length-64mib-plus-1": frame(REQ, T.ECHO_REQ, b"", length=64 * 1024 * 1024 + 1),
     "submit-no-nul": frame(REQ, T.SUBMIT_JOB, b"f"),
     "submit-one-nul": frame(REQ, T.SUBMIT_JOB, b"f\0"),
     "text-without-newline": b"status",
@@ -146,3 +142,47 @@ async def test_slow_reader_does_not_make_the_server_buffer_forever(ref: Target) 
     assert echo_round_trip(*ref.address)
     assert rss_bytes(ref.pid) - before < 40_000_000
     sock.close()
+
+
+# ------------------------------------------------------------------ Link.sync
+
+
+def test_sync_markers_are_fresh_echo_requests() -> None:
+    markers = SyncMarkers(b"t-")
+    first, second = markers.next(), markers.next()
+    assert (first.value, second.value) == (b"t-1", b"t-2")
+    assert first.request == encode(T.ECHO_REQ, b"t-1")
+    assert first.answered_by(Packet(T.ECHO_RES, (b"t-1",), Magic.RES))
+    assert not first.answered_by(Packet(T.ECHO_RES, (b"t-2",), Magic.RES))
+    assert not first.answered_by(Packet(T.ECHO_REQ, (b"t-1",)))
+    assert not first.answered_by(TextLine(b"t-1"))
+
+
+async def test_sync_returns_what_the_requests_before_it_caused(ref: Target) -> None:
+    async with await Link.open(ref.address) as link:
+        link.send(T.ECHO_REQ, b"first")
+        link.send(T.SUBMIT_JOB_BG, b"nobody-serves-this", b"", b"x")
+        link.send_raw(b"status\n")
+        events = await link.sync(SyncMarkers().next(), timeout=10)
+        assert [e.type for e in events[:2]] == [T.ECHO_RES, T.JOB_CREATED]  # type: ignore[union-attr]
+        assert all(isinstance(e, TextLine) for e in events[2:])
+        assert events[-1] == TextLine(b".")
+        assert await link.sync(SyncMarkers().next(), timeout=10) == []
+
+
+async def test_sync_keeps_the_last_words_of_a_closed_connection(ref: Target) -> None:
+    async with await Link.open(ref.address) as link:
+        link.send(T.ECHO_REQ, b"before")
+        link.send_raw(BAD_INPUTS["length-64mib-plus-1"])  # ERROR, then closed
+        with pytest.raises(ConnectionClosed) as closed:
+            await link.sync(SyncMarkers().next(), timeout=10)
+        assert [e.type for e in closed.value.events] == [T.ECHO_RES, T.ERROR]  # type: ignore[union-attr]
+
+
+async def test_sync_times_out_on_a_stalled_connection(ref: Target) -> None:
+    async with await Link.open(ref.address) as link:
+        link.send(T.ECHO_REQ, b"before")
+        link.send_raw(frame(REQ, T.ECHO_REQ, b"", length=1000))  # the marker: part of its body
+        with pytest.raises(TimeoutError) as stalled:
+            await link.sync(SyncMarkers().next(), timeout=0.5)
+        assert [e.type for e in stalled.value.events] == [T.ECHO_RES]  # type: ignore[attr-defined]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from conformance.loader import load_catalog
 from conformance.runner import RunOptions, run
-from conformance.scenario import load_catalog
 from conformance.specs import parse_target
 from conformance.targets import RefTarget, TargetError, connect, free_port
 from conformance.tlsgen import CertificateSet, client_context, make_certificates

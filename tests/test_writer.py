@@ -5,15 +5,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from conformance.engine import to_bytes
-from conformance.scenario import (
-    Alternative,
-    Matcher,
-    Step,
-    Value,
-    load_catalog,
-    load_file,
-)
+from conformance.loader import load_catalog, load_file
+from conformance.match import to_bytes
+from conformance.scenario import Matcher, Step, Value
+from conformance.verbs.alternatives import Alternative
 from conformance.writer import dump
 
 

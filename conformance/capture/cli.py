@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.capture.reader import GEARMAN_PORT, Captured, CaptureError, read
-from conformance.engine import describe
+from conformance.events import describe
 from reference_server.protocol import PACKETS, Magic, Packet, TextLine
 from reference_server.usage import Parser, UsageError
 

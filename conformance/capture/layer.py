@@ -22,7 +22,7 @@ from scapy.fields import FieldLenField, IntEnumField, StrFixedLenField, StrLenFi
 from scapy.layers.inet import TCP
 from scapy.packet import Packet, bind_layers, split_layers
 
-from conformance.engine import show
+from conformance.events import show
 from reference_server.protocol import (
     HEADER_SIZE,
     PACKETS,

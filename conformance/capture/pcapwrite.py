@@ -27,7 +27,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 from scapy.utils import PcapWriter
 
-from conformance.engine import Chunk
+from conformance.transcript import Chunk
 
 SERVER_PORT = 4730
 LOOPBACK = "127.0.0.1"

@@ -17,23 +17,14 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from conformance.capture.reader import Captured, read
-from conformance.scenario import (
-    ExpectClosed,
-    ExpectLines,
-    ExpectList,
-    ExpectPacket,
-    Hangup,
-    Matcher,
-    Scenario,
-    SendPacket,
-    SendText,
-    Step,
-    Value,
-)
+from conformance.loader import load_case
+from conformance.nodes import matcher_data
+from conformance.scenario import Matcher, Scenario
 from conformance.writer import dump
-from reference_server.protocol import PACKETS, Packet, TextLine
+from reference_server.protocol import Magic, Packet, TextLine
 
 #: Admin answers whose content is the server's own (a pid, a version string).
 _SHAPE_ONLY = {b"version": r"OK \S.*\n", b"getpid": r"OK \d+\n"}
@@ -79,55 +70,59 @@ def _conn(name: str) -> str:
     return name.lower()
 
 
-def _send(c: Captured, names: _Names) -> Step:
+def _send(c: Captured, names: _Names) -> Any:
+    """What a connection sent, as a step written as data."""
     conn = _conn(c.conn)
     if isinstance(c.event, TextLine):
-        return SendText(0, conn, "", Value(names.line(c.event.raw)), False)
+        return {f"{conn} send-text": names.line(c.event.raw)}
     assert isinstance(c.event, Packet)
-    fields = dict(zip(PACKETS[c.event.type].args, c.event.args))
+    fields = c.event.fields()
     names.function(fields.get("function", b""))
     names.unique(fields.get("unique", b""))
-    return SendPacket(0, conn, "", c.event.type,
-                      {k: Value(names.field(k, v)) for k, v in fields.items()},
-                      magic=c.event.magic.value)
+    step: dict[str, Any] = {f"{conn} send {c.event.name}":
+                            {k: names.field(k, v) for k, v in fields.items()} or None}
+    if c.event.magic is not Magic.REQ:
+        step["magic"] = "RES"
+    return step
 
 
-def _expect(c: Captured, names: _Names) -> Step:
+def _expect(c: Captured, names: _Names) -> Any:
     assert isinstance(c.event, Packet)
-    matchers = {}
-    for key, value in zip(PACKETS[c.event.type].args, c.event.args):
+    matchers: dict[str, Any] = {}
+    for key, value in c.event.fields().items():
         if key == "handle" and value not in names.handles:
             var = names.handles[value] = f"h{len(names.handles) + 1}"
-            matchers[key] = Matcher.distinct(var, sorted(set(names.handles.values()) - {var}))
+            matchers[key] = matcher_data(Matcher.distinct(
+                var, sorted(set(names.handles.values()) - {var})))
             continue
         if key == "function":
             names.function(value)
         if key == "unique":
             names.unique(value)
-        matchers[key] = Matcher(value=Value(names.field(key, value)))
-    return ExpectPacket(0, _conn(c.conn), "", c.event.type, matchers)
+        matchers[key] = names.field(key, value)
+    key = f"{_conn(c.conn)} expect {c.event.name}"
+    return {key: matchers} if matchers else key
 
 
-def _admin_reply(conn: str, command: bytes, lines: list[bytes], names: _Names) -> Step:
+def _admin_reply(conn: str, command: bytes, lines: list[bytes], names: _Names) -> Any:
     word = command.split(b" ", 1)[0].strip().lower()
     if lines[-1] == b".\n":
         keys = [f"${v}\t" for v in sorted(names.functions.values())] + \
             [f" ${v}\n" for v in sorted(names.functions.values())] + \
             [f" ${v} " for v in sorted(names.functions.values())]
         mine = [line for line in lines[:-1] if any(f in line for f in names.functions if f)]
-        rows = [Matcher(pattern=r"\d+ \S+ \S* :" + re.escape(names.line(line)
-                                                            .split(":", 1)[1]).replace(r"\$", "$"))
-                if word == b"workers" else Matcher(value=Value(names.line(line)))
-                for line in mine]
-        return ExpectList(0, conn, "", rows, [Value(k) for k in keys])
+        rows = [{"match": r"\d+ \S+ \S* :" + re.escape(names.line(line).split(":", 1)[1])
+                 .replace(r"\$", "$")}
+                if word == b"workers" else names.line(line) for line in mine]
+        return {f"{conn} expect-list": {"rows": rows, "filter": keys}}
     if word in _SHAPE_ONLY and len(lines) == 1:
-        return ExpectLines(0, conn, "", [Matcher(pattern=_SHAPE_ONLY[word])])
-    return ExpectLines(0, conn, "", [Matcher(value=Value(names.line(line))) for line in lines])
+        return {f"{conn} expect-line": {"match": _SHAPE_ONLY[word]}}
+    return {f"{conn} expect-lines": [names.line(line) for line in lines]}
 
 
 def capture_scenario(path: Path, ports: Iterable[int]) -> Scenario:
     names = _Names()
-    steps: list[Step] = []
+    steps: list[Any] = []
     commands: dict[str, list[bytes]] = {}  # admin lines sent, waiting for their answer
     replies: dict[str, list[bytes]] = {}
     hung_up: set[str] = set()
@@ -136,10 +131,10 @@ def capture_scenario(path: Path, ports: Iterable[int]) -> Scenario:
         if c.event is None:
             if c.note.startswith("closed by the client") and conn not in hung_up:
                 hung_up.add(conn)
-                steps.append(Hangup(0, conn))
+                steps.append(f"{conn} hangup")
             elif c.note.startswith(("closed by the server", "reset by the server")) \
                     and conn not in hung_up:
-                steps.append(ExpectClosed(0, conn))
+                steps.append(f"{conn} expect-closed")
                 hung_up.add(conn)
             continue
         if conn in hung_up:
@@ -160,13 +155,13 @@ def capture_scenario(path: Path, ports: Iterable[int]) -> Scenario:
                 replies[conn] = []
         else:
             steps.append(_expect(c, names))
-    return Scenario(
-        id=f"capture/{_slug(path.stem)}", title=f"Replay of {path.name}",
-        level="MUST", source=f"capture {path.name}",
-        requirement="The server answers the captured clients and workers as the captured "
-                    "server did (handles, function names and uniques aside).",
-        sections=["2"], steps=steps, file=str(path), line=0, ignore=frozenset(),
-        fresh=True)
+    return load_case({
+        "case": _slug(path.stem), "title": f"Replay of {path.name}", "level": "MUST",
+        "source": f"capture {path.name}",
+        "requirement": "The server answers the captured clients and workers as the captured "
+                       "server did (handles, function names and uniques aside).",
+        "sections": ["2"], "ignore": [], "fresh": True, "steps": steps}, "capture",
+        origin=str(path))
 
 
 def _slug(text: str) -> str:

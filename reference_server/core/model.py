@@ -1,7 +1,9 @@
 """The job server's state: connections, functions, registrations and jobs.
 
 Plain records with no behaviour of their own; every rule that changes them
-lives in ``server.py`` (binary protocol) and ``admin.py`` (text protocol).
+lives in ``handlers.py`` (binary protocol) and ``admin.py`` (text protocol),
+with the job store (``jobs.py``), the persistence staging (``persistence.py``)
+and the CAN_DO_TIMEOUT timers (``timers.py``) beside them.
 
 How they point at each other (gearmand's structures, minus the free lists):
 

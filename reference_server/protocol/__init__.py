@@ -30,6 +30,7 @@ from reference_server.protocol.packets import (
     HEADER_SIZE,
     PACKETS,
     TYPE_LIMIT,
+    TYPES,
     Direction,
     Magic,
     PacketSpec,
@@ -42,7 +43,7 @@ __all__ = [
     "ADMIN_COMMANDS", "LIST_COMMANDS", "Priority", "SUBMITS", "SUBMIT_TYPES", "BadMagic",
     "DEFAULT_MAX_LINE", "DEFAULT_MAX_PAYLOAD", "Decoder", "Direction", "ErrorCode", "Event",
     "HEADER_SIZE", "LineTooLong", "Magic", "PACKETS", "Packet", "PacketSpec", "PacketTooLarge",
-    "PacketType", "ProtocolError", "TYPE_LIMIT", "TextLine", "UnknownPacketType",
+    "PacketType", "ProtocolError", "TYPE_LIMIT", "TYPES", "TextLine", "UnknownPacketType",
     "WrongArgumentCount", "decode_all", "encode", "frame", "response", "split_arguments",
     "spec",
 ]

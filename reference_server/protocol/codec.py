@@ -58,6 +58,7 @@ DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024
 DEFAULT_MAX_LINE = 8192
 
 _HEADER = struct.Struct(">4sII")
+_pack_header = _HEADER.pack  # frame()'s, bound once: response() is the server's hot path
 _REQ = Magic.REQ.value
 _RES = Magic.RES.value
 _MAGICS = {_REQ: Magic.REQ, _RES: Magic.RES}
@@ -254,17 +255,19 @@ def split_arguments(packet_type: PacketType, payload: bytes) -> tuple[bytes, ...
     return tuple(payload.split(b"\0", count - 1)) if count else ()
 
 
-def frame(magic: bytes, packet_type: int, payload: bytes) -> bytes:
-    """Header plus payload, unchecked: for the server's hot path (whose
-    arguments are already known to be well formed) and for deliberately
-    malformed packets in tests and fuzzers."""
-    return _HEADER.pack(magic, packet_type, len(payload)) + payload
+def frame(magic: bytes, packet_type: int, payload: bytes, *, length: int | None = None) -> bytes:
+    """Header plus payload, unchecked: the one place a 12-byte header is packed.
+
+    ``encode`` and ``response`` build on it; tests and fuzzers use it directly for
+    deliberately malformed packets: any magic, any type number (up to 2^32 - 1),
+    and with ``length`` a length field that disagrees with the payload."""
+    return _pack_header(magic, packet_type, len(payload) if length is None else length) + payload
 
 
 def response(packet_type: int, *args: bytes) -> bytes:
-    """A server packet (``\\0RES``), unchecked."""
-    payload = b"\0".join(args)
-    return _HEADER.pack(_RES, packet_type, len(payload)) + payload
+    """A server packet (``\\0RES``), unchecked: the server's hot path, whose
+    arguments are already known to be well formed."""
+    return frame(_RES, packet_type, b"\0".join(args))
 
 
 def decode_all(data: bytes, **limits: int) -> list[Event]:
