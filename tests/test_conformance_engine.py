@@ -364,6 +364,9 @@ class TestRunnerAndCli:
         (["--target", "tcp://127.0.0.1:1"], "no answer from 127.0.0.1:1"),
         (["--select", "no/such/*"], "no scenario matches the selection"),
         (["--jobs", "0"], "must be positive"),
+        (["--capabilities", "flying"], "unknown capability 'flying'"),
+        (["--target", "tcp://127.0.0.1:1", "--capabilities", "persistence"],
+         "tcp://127.0.0.1:1 runs as its owner started it: it cannot take persistence"),
     ])
     def test_one_line_errors(self, args: list[str], words: str) -> None:
         done = gearspec_run(*args)
@@ -378,6 +381,23 @@ class TestRunnerAndCli:
         assert done.stderr.splitlines() == [
             f"gearspec run: error: {path}:9: steps[0].ECHO_REQ.dat: ECHO_REQ has no field "
             "'dat' (fields: data)"]
+
+    def test_an_exec_target_says_what_it_takes(self, tmp_path: Path) -> None:
+        """Not told, an exec: server's option cases are UNSUPPORTED (and a failure with
+        --require-all); told, they are played."""
+        write(tmp_path / "s", PLANTED)
+        exec_ref = f"exec:{sys.executable} -m reference_server -L {{host}} -p {{port}}"
+        common = ["--scenarios", str(tmp_path / "s"), "--select", "*needs-options",
+                  "--target", exec_ref, "--json", str(tmp_path / "r.json")]
+        plain = gearspec_run(*common)
+        assert plain.returncode == 0, plain.stderr
+        assert "1 case not played (1 need gearmand-options)" in plain.stdout
+        assert gearspec_run(*common, "--require-all").returncode == 1
+        told = gearspec_run(*common, "--capabilities", "exec=gearmand-options")
+        assert told.returncode == 0, told.stdout
+        result = RunResult.from_json((tmp_path / "r.json").read_text())
+        assert [r.verdict for r in result.results] == [Verdict.PASS]
+        assert "gearmand-options" in result.targets[0].capabilities
 
     def test_list(self) -> None:
         done = gearspec_run("--list", "--select", "submit/unique/*")

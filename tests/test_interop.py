@@ -42,6 +42,7 @@ from reference_server.client import (
     JobFailed,
     Link,
     Priority,
+    SyncMarkers,
     Worker,
     WorkerJob,
     WorkFailed,
@@ -52,6 +53,7 @@ from tests.conftest import require_program
 pytestmark = pytest.mark.interop
 
 T = PacketType
+MARKERS = SyncMarkers(b"interop-sync-")
 TIMEOUT = 20.0  # subprocess calls: only against hangs, never asserted on
 WAIT = 10.0  # polling a condition / awaiting a reply: only against hangs
 
@@ -135,14 +137,9 @@ def finish(process: subprocess.Popen[bytes]) -> tuple[int, bytes, bytes]:
     return process.returncode, stdout, stderr
 
 
-async def echo_sync(link: Link, token: bytes = b"sync") -> None:
+async def echo_sync(link: Link) -> None:
     """ECHO round trip: everything sent before it on this link has been processed."""
-    link.send(T.ECHO_REQ, token)
-    await link.drain()
-    while True:
-        event = await link.next_event(WAIT)
-        if isinstance(event, Packet) and event.type == T.ECHO_RES and event.args == (token,):
-            return
+    await link.sync(MARKERS.next(), WAIT)
 
 
 async def next_packet(link: Link) -> Packet:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conformance.targets import GEARMAND, GearmandTarget, RefTarget, Target
-from reference_server.client import Client, Link, ServerError, Worker
+from reference_server.client import Client, Link, ServerError, SyncMarkers, Worker
 from reference_server.protocol import PacketType, encode
 from reference_server.queues import EMPTY_UNIQUE_MARKER, BatchingQueue, QueueError, StoredJob
 from tests.conftest import require_gearmand
@@ -216,9 +216,7 @@ async def run_all(target: Target, count: int, function: bytes = b"durable"
         await asyncio.wait_for(worker.work(max_jobs=count), 20)
         # An ECHO round trip after the last WORK_COMPLETE: once it is answered the
         # server has handled the completion and committed the row's deletion.
-        worker.link.send(T.ECHO_REQ, b"sync")
-        while (await worker.link.next_event(10)).type != T.ECHO_RES:
-            pass
+        await worker.link.sync(SyncMarkers(b"queues-sync-").next(), 10)
     return done
 
 

@@ -201,3 +201,40 @@ def test_bench_chart_and_terminal_formats(real_run: tuple[Path, RunResult], tmp_
     github = summary(run, "github")
     assert github.splitlines()[1].startswith("|") and "gearmand" in github
     assert "| target" in summary(run, "markdown")
+
+
+def test_a_failing_case_shows_expected_beside_actual(real_run: tuple[Path, RunResult]) -> None:
+    import html
+
+    out, run = real_run
+    failing = [r for r in run.results if r.failure is not None]
+    assert failing, "the selection has gearmand cases that fail on a step"
+    for result in failing:
+        assert result.verdict in (Verdict.FAIL, Verdict.NON_STRICT, Verdict.INFO)
+        page = (out / case_path(result.target, result.scenario)).read_text()
+        assert 'id="failure"' in page
+        expected = re.search(r'id="expected">(.*?)</td>', page, re.S)
+        actual = re.search(r'id="actual">(.*?)</td>', page, re.S)
+        assert expected and html.unescape(expected[1]) == result.failure.expected
+        assert actual and html.unescape(actual[1]) == result.failure.actual
+
+
+def test_every_summary_counts_the_cases_not_played(real_run: tuple[Path, RunResult],
+                                                   tmp_path: Path) -> None:
+    from reports.junit import to_junit
+    from reports.terminal import summary
+
+    _, run = real_run
+    run = copy.deepcopy(run)
+    for result in [r for r in run.results if r.target == "ref"][:3]:
+        result.verdict, result.missing = Verdict.UNSUPPORTED, ["gearmand-options"]
+    run.results[0].missing.append("persistence")
+    line = "ref: 3 cases not played (3 need gearmand-options, 1 need persistence)"
+    assert run.unsupported_lines() == [line]
+    assert line in summary(run)
+    assert line in render(run, tmp_path / "u").read_text()
+    junit = to_junit(run)
+    assert 'name="unsupported.gearmand-options" value="3"' in junit
+    assert 'name="unsupported.persistence" value="1"' in junit
+    assert RunResult.from_json(run.to_json()).results[0].missing == ["gearmand-options",
+                                                                     "persistence"]
