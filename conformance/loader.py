@@ -163,6 +163,8 @@ class Loader:
                 raise self.read.error(modifier, f"{where}.{name}",
                                       "only a send has a magic" if name == "magic" else
                                       f"{verb.name} takes no {name}")
+        if written.args is not None and not verb.args:
+            raise self.read.error(written.args, where, f"{verb.name} takes no argument")
         step = verb.read(written)
         if source:
             step.source = self._source(node)

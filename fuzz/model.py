@@ -4,9 +4,9 @@
 clients and two workers over two functions: submits of every priority,
 foreground and background, with or without a unique; CAN_DO, CANT_DO and
 RESET_ABILITIES; grabs; WORK_DATA, WORK_COMPLETE and WORK_FAIL; workers and
-clients hanging up.  ``Model`` predicts, as gearmand 1.1.20 does, which job each
-grab gets, what every client hears, and the admin ``status`` counts, and after
-every rule the server is asked and compared (what a connection received is read
+clients hanging up.  ``Model`` (``fuzz/oracle.py``) predicts, as gearmand
+1.1.20 does, which job each grab gets, what every client hears, and the admin
+``status`` counts, and after every rule the server is asked and compared (what a connection received is read
 up to a sync marker, ``Link.sync``).  ``GearmanMachine.bound(address)`` is the
 machine for one server: a subclass with its address and callbacks.
 
@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, NoReturn, TypeVar
 
 from hypothesis import strategies as st
@@ -52,6 +52,7 @@ from hypothesis.stateful import (
 from conformance.loader import load_case
 from conformance.nodes import matcher_data
 from conformance.scenario import Matcher, Scenario
+from fuzz.oracle import FUNCTIONS, WORKERS, Job, Model, Registration
 from fuzz.tidy import tidy
 from reference_server.client import Admin, ConnectionClosed, Link, SyncMarkers
 from reference_server.client.errors import SyncTimeout
@@ -62,84 +63,9 @@ R = TypeVar("R")
 PRIORITIES = {"high": (T.SUBMIT_JOB_HIGH, T.SUBMIT_JOB_HIGH_BG, 0),
               "normal": (T.SUBMIT_JOB, T.SUBMIT_JOB_BG, 1),
               "low": (T.SUBMIT_JOB_LOW, T.SUBMIT_JOB_LOW_BG, 2)}
-CLIENTS, WORKERS, FUNCTIONS = ("c0", "c1"), ("w0", "w1"), ("fa", "fb")
+CLIENTS = ("c0", "c1")
 TIMEOUT = 10.0  # seconds for any one exchange with the server
 _runs = itertools.count()
-
-
-@dataclass(eq=False)
-class Job:
-    handle: bytes
-    var: str  # the scenario variable holding its handle ($h1, ...)
-    function: str
-    unique: bytes
-    data: bytes
-    priority: int
-    background: bool
-    clients: list[str] = field(default_factory=list)  # one entry per foreground submit
-    worker: Registration | None = None
-    ignore: bool = False
-
-
-@dataclass(eq=False)
-class Registration:
-    worker: str
-    function: str
-    jobs: list[Job] = field(default_factory=list)  # newest last
-
-
-class Model:
-    """What gearmand 1.1.20 does, for the subset the machine exercises."""
-
-    def __init__(self) -> None:
-        self.queues: dict[tuple[str, int], list[Job]] = {
-            (f, p): [] for f in FUNCTIONS for p in range(3)}
-        self.registrations: dict[str, list[Registration]] = {w: [] for w in WORKERS}
-        self.jobs: list[Job] = []
-
-    def existing(self, function: str, unique: bytes) -> Job | None:
-        if not unique:
-            return None
-        return next((j for j in self.jobs if j.function == function and j.unique == unique),
-                    None)
-
-    def queue(self, job: Job) -> None:
-        self.queues[(job.function, job.priority)].append(job)
-
-    def take(self, worker: str) -> Job | None:
-        # VERSION: gearmand 1.1.x walks the worker's registrations, newest CAN_DO
-        # first, and takes the highest priority of the first function with a job.
-        for registration in self.registrations[worker]:
-            for priority in range(3):
-                queue = self.queues[(registration.function, priority)]
-                if queue:
-                    job = queue.pop(0)
-                    if job.ignore:  # abandoned by its clients: dropped unseen
-                        self.jobs.remove(job)
-                        return self.take(worker)
-                    job.worker = registration
-                    registration.jobs.append(job)
-                    return job
-        return None
-
-    def requeue(self, registrations: list[Registration]) -> None:
-        for registration in registrations:
-            for job in reversed(registration.jobs):  # gearmand frees newest first
-                job.worker = None
-                self.queue(job)
-            registration.jobs.clear()
-
-    def end(self, job: Job) -> None:
-        assert job.worker is not None
-        job.worker.jobs.remove(job)
-        self.jobs.remove(job)
-
-    def status(self, function: str) -> tuple[int, int, int]:
-        total = sum(1 for j in self.jobs if j.function == function)
-        running = sum(1 for j in self.jobs if j.function == function and j.worker)
-        workers = sum(1 for rs in self.registrations.values() for r in rs
-                      if r.function == function)
-        return total, running, workers
 
 
 @dataclass(frozen=True)

@@ -51,11 +51,11 @@ async def _act(ctx: Context, step: TargetAction) -> None:
     await ctx.control(step.action)
 
 
-RESTART = Verb(name="restart", step=TargetAction, connection="target",
+RESTART = Verb(name="restart", step=TargetAction, connection="target", args=False,
                usage="target restart: restart the server (the case then runs alone)",
                read=_read_action("restart"), write=lambda step: Form(verb=step.action),
                perform=_act)
-KILL = Verb(name="kill", step=TargetAction, connection="target",
+KILL = Verb(name="kill", step=TargetAction, connection="target", args=False,
             usage="target kill: SIGKILL the server (the next step should notice)",
             read=_read_action("kill"), write=lambda step: Form(verb=step.action), perform=_act)
 
@@ -87,7 +87,7 @@ async def _refused(ctx: Context, step: ExpectRefused) -> None:
 EXPECT_REFUSED = Verb(name="expect-refused", step=ExpectRefused,
                       usage="expect-refused: opening this connection fails (refused, or TLS "
                             "refused)",
-                      read=lambda w: ExpectRefused(w.line, w.conn, w.note),
+                      args=False, read=lambda w: ExpectRefused(w.line, w.conn, w.note),
                       write=lambda step: Form(), perform=_refused)
 
 VERBS = (SLEEP, RESTART, KILL, EXPECT_REFUSED)

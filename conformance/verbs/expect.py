@@ -356,27 +356,19 @@ def expect_stalled(step: ExpectStalled, events: Sequence[Event], scope: Scope) -
                       f"{_unanswered(events)}")
 
 
-def _bare(make):  # type: ignore[no-untyped-def]
-    def read(written: Written) -> Step:
-        if written.args is not None:
-            raise written.error("takes no argument")
-        return make(written)
-    return read
-
-
 EXPECT_CLOSED = Verb(name="expect-closed", step=ExpectClosed, modifiers=WITHIN,
                      usage="expect-closed: the server closes the connection",
-                     read=_bare(lambda w: ExpectClosed(w.line, w.conn, w.note, w.within)),
+                     args=False, read=lambda w: ExpectClosed(w.line, w.conn, w.note, w.within),
                      write=lambda step: Form(), perform=_streamed(expect_closed),
                      expect=expect_closed, gather="stream", alternative=True)
 EXPECT_NOTHING = Verb(name="expect-nothing", step=ExpectNothing,
                       usage="expect-nothing: nothing is waiting on this connection",
-                      read=_bare(lambda w: ExpectNothing(w.line, w.conn, w.note)),
+                      args=False, read=lambda w: ExpectNothing(w.line, w.conn, w.note),
                       write=lambda step: Form(), perform=_synced(expect_nothing),
                       expect=expect_nothing, gather="sync", alternative=True)
 EXPECT_STALLED = Verb(name="expect-stalled", step=ExpectStalled,
                       usage="expect-stalled: the connection no longer answers anything",
-                      read=_bare(lambda w: ExpectStalled(w.line, w.conn, w.note)),
+                      args=False, read=lambda w: ExpectStalled(w.line, w.conn, w.note),
                       write=lambda step: Form(), perform=_synced(expect_stalled),
                       expect=expect_stalled, gather="sync", alternative=True)
 EXPECT_SILENCE = Verb(name="expect-silence", step=ExpectSilence,

@@ -100,6 +100,7 @@ class Verb:
     write: Callable[[Any], Form]
     perform: Perform
     packet: bool = False  # takes a packet type after the verb: "c send SUBMIT_JOB"
+    args: bool = True  # False: the step takes no argument ("c hangup")
     connection: str | None = None  # None: any name; "": no connection ("sleep: 1");
     # a word: only that one ("target restart")
     modifiers: frozenset[str] = frozenset({"note"})

@@ -206,14 +206,6 @@ class Hangup(Step):
     pass
 
 
-def _no_args(make):  # type: ignore[no-untyped-def]
-    def read(written: Written) -> Step:
-        if written.args is not None:
-            raise written.error(f"{written.packet or 'this verb'} takes no argument")
-        return make(written)
-    return read
-
-
 async def _hangup(ctx: Context, step: Hangup) -> None:
     wire = await ctx.wire(step.conn)
     ctx.transcript.add(step.conn, "event", "close", "closed by the client")
@@ -222,7 +214,7 @@ async def _hangup(ctx: Context, step: Hangup) -> None:
 
 
 HANGUP = Verb(name="hangup", step=Hangup, usage="hangup: the client closes the connection",
-              read=_no_args(lambda w: Hangup(w.line, w.conn, w.note)),
+              args=False, read=lambda w: Hangup(w.line, w.conn, w.note),
               write=lambda step: Form(), perform=_hangup)
 
 
@@ -253,7 +245,7 @@ async def _finish(ctx: Context, step: Finish) -> None:
 FINISH = Verb(name="finish", step=Finish, modifiers=frozenset({"note", "within"}),
               usage="finish: the client sends EOF, reads until the server closes (replies not "
                     "judged)",
-              read=_no_args(lambda w: Finish(w.line, w.conn, w.note, w.within)),
+              args=False, read=lambda w: Finish(w.line, w.conn, w.note, w.within),
               write=lambda step: Form(), perform=_finish)
 
 VERBS = (SEND, SEND_RAW, SEND_LINE, SEND_TEXT, HANGUP, FINISH)
