@@ -7,8 +7,9 @@ RESET_ABILITIES; grabs; WORK_DATA, WORK_COMPLETE and WORK_FAIL; workers and
 clients hanging up.  ``Model`` (``fuzz/oracle.py``) predicts, as gearmand
 1.1.20 does, which job each grab gets, what every client hears, and the admin
 ``status`` counts, and after every rule the server is asked and compared
-(what a connection received is read up to a sync marker, ``Link.sync``).  ``GearmanMachine.bound(address)`` is the
-machine for one server: a subclass with its address and callbacks.
+(what a connection received is read up to a sync marker, ``Link.sync``).
+``GearmanMachine.bound(address)`` is the machine for one server: a subclass
+with its address and callbacks.
 
 Jobs live in two bundles: ``jobs``, every job a submit created with a unique
 (a coalescing submit draws one and submits onto its unique: onto the job itself
