@@ -19,18 +19,26 @@ STAMP   := $(VENV)/.installed
 # the docker: target (the tests start dockerd --iptables=false --bridge=none when needed),
 # openssl for the throwaway TLS certificates.
 APT_PACKAGES := gearman-job-server gearman-tools gearman-server php-cli php-gearman \
-                libgearman-client-perl chromium tshark tcpdump docker.io openssl memcached
+                libgearman-client-perl chromium tshark tcpdump docker.io openssl memcached \
+                libgearman-dev libjansson-dev gcc nodejs
+# Client libraries under test (conformance/libraries.py), each where its adapter looks:
+# the python-gearman forks all install a module named `gearman`, so each gets a
+# virtualenv of its own; npm packages go under one prefix.  (gear is a test extra.)
+CLIENTS     := .clients
+PY_CLIENTS  := pygearman==0.2.6 python3-gearman==0.1.0 py3gearman==0.2.0 aiogear==0.2.6
+NPM_CLIENTS := gearman@2.1.0 node-gearman@0.2.2
 
-.PHONY: all setup apt venv test lint report bench bench-pcap bench-catalog fuzz clean
+.PHONY: all setup apt venv clients test lint report bench bench-pcap bench-catalog fuzz clean
 
 all: test
 
-setup: apt venv
+setup: apt venv clients
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
@@ -45,6 +53,17 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
+
+clients: $(CLIENTS)/.installed
+
+$(CLIENTS)/.installed: Makefile | apt
+	@for req in $(PY_CLIENTS); do \
+	  name=$${req%%==*}; \
+	  test -x $(CLIENTS)/venv-$$name/bin/python || $(PYTHON) -m venv $(CLIENTS)/venv-$$name; \
+	  $(CLIENTS)/venv-$$name/bin/pip install --quiet --disable-pip-version-check $$req; \
+	done
+	npm install --silent --no-audit --no-fund --prefix $(CLIENTS)/node $(NPM_CLIENTS)
+	touch $@
 
 lint: venv
 	$(BIN)/ruff check .
@@ -88,4 +107,4 @@ bench-catalog: setup
 	$(BIN)/python -m conformance.catalog_bench
 
 clean:
-	rm -rf $(VENV) reports/latest .pytest_cache .hypothesis
+	rm -rf $(VENV) $(CLIENTS) reports/latest .pytest_cache .hypothesis

@@ -16,11 +16,13 @@ from conformance.events import Closed, Data, Event, Stalled, Synced, TimedOut
 from conformance.match import PENDING, Met, Scope, Unbound, Unmet
 from conformance.scenario import Scenario, Value
 from conformance.transcript import Transcript
-from conformance.wire import Network, Stream, Wire
+from conformance.wire import Network, NoConnection, Stream, Wire
 from reference_server.client import SyncMarkers
+from reference_server.protocol import Packet
 
 DEFAULT_TIMEOUT = 2.0  # per expectation, times --timeout-factor
 SILENCE = 0.3  # how long "nothing more" is, for targets without ECHO
+LIBRARY_BUDGET = 10.0  # seconds a library case may take, unless it says (budget:)
 TargetControl = Callable[[str], Awaitable[None]]  # "restart" / "kill" the target
 
 
@@ -71,6 +73,9 @@ class Context:
         self.markers = SyncMarkers()
         # Verdicts other than PASS given by expect-one-of alternatives, with their notes.
         self.grades: list[tuple[str, str]] = []
+        # The last packet an expectation took on each connection (a library case answers
+        # a worker's grab with the assignment that grab asks for).
+        self.last_packet: dict[str, Packet] = {}
 
     # -- values ---------------------------------------------------------------
 
@@ -85,6 +90,18 @@ class Context:
         except Unbound as error:
             raise HarnessError(str(error)) from None
         return data
+
+    def resolve_text(self, text: str) -> str:
+        """Text with the case's variables in (fresh names for new ones), as text."""
+        return self.resolve(Value(text)).decode("latin-1")
+
+    @property
+    def budget(self) -> float | None:
+        """Seconds the whole case may take: a library case's budget (a library may hang;
+        the run must not)."""
+        if self.scenario.budget is not None:
+            return self.scenario.budget * self.factor
+        return LIBRARY_BUDGET * self.factor if self.scenario.mode == "library" else None
 
     def bind(self, met: Met) -> None:
         self.variables = dict(met.variables)
@@ -111,6 +128,8 @@ class Context:
             mode = (self.scenario.tls or {}).get(name)
             try:
                 stream = await self.network.open(name, mode)
+            except NoConnection as error:  # client mode: the library's doing
+                raise failed("a connection from the library", "none", str(error)) from None
             except ssl.SSLError as error:  # the server's answer, not the harness's trouble
                 raise failed("a TLS handshake", f"{error.reason or error}",
                              f"the TLS handshake of {name} failed: {error.reason or error}") \
@@ -145,6 +164,9 @@ class Context:
                 events.append(TimedOut(waited))
                 continue
             met = self.conclude(result)
+            used = [e for e in events[:met.consumed] if isinstance(e, Packet)]
+            if used:
+                self.last_packet[wire.name] = used[-1]
             unused = [e for e in events[met.consumed:] if not isinstance(e, TimedOut)]
             wire.events.extendleft(reversed(unused))
             return met

@@ -66,7 +66,7 @@ def coverage(scenarios: list[Scenario]) -> dict[str, Any]:
         "scenarios": len(scenarios),
     }
     # The lines reports print, written into the run JSON: reports read results only.
-    return {**figures, "lines": summary_lines(figures)}
+    return {**figures, "lines": summary_lines(figures) if scenarios else []}
 
 
 def summary_lines(cov: dict[str, Any]) -> list[str]:

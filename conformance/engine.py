@@ -17,6 +17,7 @@ short silence instead.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from conformance.context import Context, HarnessError, StepFailed, TargetControl
@@ -43,6 +44,7 @@ class Outcome:
     # never part of the results.
     raw: list[Chunk] | None = None
     started: float = 0.0  # wall-clock time of the transcript's t=0
+    log: list[str] = field(default_factory=list)  # what the network kept (an adapter's stderr)
 
 
 async def run_scenario(scenario: Scenario, network: Network, *, tag: str,
@@ -53,11 +55,31 @@ async def run_scenario(scenario: Scenario, network: Network, *, tag: str,
     ``record_raw`` every byte on the wire, in ``Outcome.raw``)."""
     ctx = Context(scenario, network, tag=tag, timeout_factor=timeout_factor,
                   has_echo=has_echo, control=control, record_raw=record_raw)
-    index = 0
     try:
-        for step in scenario.steps:
-            await verb_of(step).perform(ctx, step)
-            index += 1
+        await network.start_case(ctx)
+        outcome = await _play(ctx)
+    finally:
+        await ctx.close_all()
+        log, died = await network.finish_case()
+    outcome.log = log
+    if died is not None:  # a library's process that died on its own: said, and a failure
+        outcome.message = f"{died}; {outcome.message}" if outcome.message else died
+        if outcome.verdict in (Verdict.PASS, Verdict.NON_STRICT, Verdict.INFO):
+            outcome.verdict = Verdict.FAIL
+            outcome.failure = Failure(len(scenario.steps), scenario.line, "(the whole case)",
+                                      "the library's process to live through the case", died)
+    return outcome
+
+
+async def _play(ctx: Context) -> Outcome:
+    """The steps in order; the first unmet one decides.  A case with a budget (a
+    library may hang) fails when it runs past it."""
+    scenario, index = ctx.scenario, 0
+    try:
+        async with asyncio.timeout(ctx.budget):
+            for step in scenario.steps:
+                await verb_of(step).perform(ctx, step)
+                index += 1
     except StepFailed as failure:
         step = scenario.steps[index]
         verdict = Verdict(failure.verdict) if failure.verdict else _BY_LEVEL[scenario.level]
@@ -67,8 +89,13 @@ async def run_scenario(scenario: Scenario, network: Network, *, tag: str,
                                        unmet.actual, unmet.where))
     except (HarnessError, Unbound) as error:  # Unbound: a variable used before its value
         return _outcome(ctx, Verdict.ERROR, f"step {index}: {error}", index)
-    finally:
-        await ctx.close_all()
+    except TimeoutError:  # the budget: a step that could not finish (a hung library)
+        step = scenario.steps[index]
+        text = f"the case ran past its budget of {ctx.budget:.0f} s at step {index}"
+        return _outcome(ctx, _BY_LEVEL[scenario.level], f"step {index} (line {step.line}): "
+                        f"{text}", index, Failure(index, step.line, describe_step(step),
+                                                  f"done within {ctx.budget:.0f} s",
+                                                  "still waiting (the library hung?)"))
     worst = max((Verdict(verdict) for verdict, _ in ctx.grades), key=_SEVERITY.__getitem__,
                 default=Verdict.PASS)
     return _outcome(ctx, worst, "; ".join(note for _, note in ctx.grades if note), None)

@@ -36,6 +36,16 @@ class Data:
 
 
 @dataclass(frozen=True)
+class AppEvent:
+    """What the application saw through a library under test, as its adapter printed it
+    (``{"event": "complete", "job": 0, "data": "olleh"}``): fields as bytes (texts as
+    Latin-1, numbers and booleans as their JSON text)."""
+
+    name: str
+    fields: dict[str, bytes]
+
+
+@dataclass(frozen=True)
 class Synced:
     """The harness's ECHO marker came back (or, for servers without ECHO, a short
     silence passed): whatever the requests before it caused has arrived."""
@@ -53,7 +63,7 @@ class TimedOut:
     waited: float
 
 
-Incoming = Packet | TextLine | Closed | Garbage | Data
+Incoming = Packet | TextLine | Closed | Garbage | Data | AppEvent
 Mark = Synced | Stalled | TimedOut
 Event = Incoming | Mark
 
@@ -76,6 +86,8 @@ def describe(event: Event, usual: Magic = Magic.RES) -> str:
 
 
 _DESCRIPTIONS = {
+    AppEvent: lambda event: " ".join([f"app {event.name}",
+                                      *(f"{k}={show(v, 60)}" for k, v in event.fields.items())]),
     Closed: lambda event: "connection closed",
     Garbage: lambda event: f"garbage {show(event.data)} ({event.error})",
     Data: lambda event: f"{len(event.data)} bytes: {show(event.data, 80)}",

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from conformance.services import ServiceError
 from conformance.targets import Target, TargetError, fill_in
+from conformance.wire import NoCaseHooks
 from reference_server.memory import MemoryPeer, MemoryServer
 from reference_server.usage import UsageError
 
@@ -96,7 +97,7 @@ class MemoryStream:
         return was_open
 
 
-class MemoryNetwork:
+class MemoryNetwork(NoCaseHooks):
     """Connections to an in-process server; time passes only when a step waits."""
 
     def __init__(self, target: InprocTarget) -> None:

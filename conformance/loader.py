@@ -16,21 +16,24 @@ from typing import Any
 
 import yaml
 
+from conformance.jobspec import read_job
 from conformance.nodes import Reader, as_node, is_null, line_of
 from conformance.scenario import LEVELS, SCENARIO_DIR, TLS_MODES, Scenario, ScenarioError, Step
 from conformance.sections import SECTIONS
-from conformance.verbs import VERBS, Written, verb_of
+from conformance.verbs import PSEUDO, VERBS, Written, verb_of
 from reference_server.protocol import PacketType
 
 NAME = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
 STEP_KEY = re.compile(r"(?P<conn>[a-z][a-z0-9_]*) (?P<verb>[a-z-]+)(?: (?P<arg>\S+))?\Z")
-MODIFIERS = ("within", "note", "magic")
+MODIFIERS = ("within", "note", "magic", "split")
 CASE_KEYS = {"case", "title", "level", "source", "requirement", "sections", "steps",
-             "server-options", "ignore", "exclusive", "fresh", "timeout", "tls"}
+             "server-options", "ignore", "exclusive", "fresh", "timeout", "tls", "library",
+             "budget"}
 # libyaml's composer when PyYAML has it (16 times faster; the same marks, which index
 # characters: scenario files are read as text).
 COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 CONNECTED = ", ".join(name for name, verb in VERBS.items() if verb.connection is None)
+OTHERS = ", ".join(name for name, verb in VERBS.items() if verb.connection is not None)
 
 
 class Loader:
@@ -41,6 +44,7 @@ class Loader:
         self.root = root
         self.read = Reader(path)
         self.text = ""
+        self.mode = "server"  # of the case being read: "library" when it has ``library:``
 
     def load(self) -> list[Scenario]:
         path = Path(self.path)
@@ -88,6 +92,7 @@ class Loader:
         level = read.scalar(spec["level"], "level").upper()
         if level not in LEVELS:
             raise read.error(spec["level"], "level", f"{level!r} is not one of {LEVELS}")
+        self.mode = "library" if "library" in spec else "server"
         steps = [self.step(item, f"steps[{i}]", source=True)
                  for i, item in enumerate(read.sequence(spec["steps"], "steps"))]
         if not steps:
@@ -115,6 +120,11 @@ class Loader:
             optional["timeout"] = read.number(spec["timeout"], "timeout")
         if "tls" in spec:
             optional["tls"] = self._tls(spec["tls"])
+        if "library" in spec:
+            optional["library"] = read_job(read, spec["library"])
+            optional["ignore"] = optional.get("ignore", frozenset())
+        if "budget" in spec:
+            optional["budget"] = read.number(spec["budget"], "budget")
         return optional
 
     def _sections(self, spec: dict[str, yaml.Node]) -> list[str]:
@@ -157,7 +167,8 @@ class Loader:
     def step(self, node: yaml.Node, where: str, source: bool = False) -> Step:
         """One step: its key split, its verb's record reads the rest."""
         word, written = self._split(node, where)
-        verb = VERBS[word]
+        verb = VERBS[word if not written.conn or written.conn not in PSEUDO
+                     else f"{written.conn} {word}"]
         for name, modifier in written.modifiers.items():
             if name not in verb.modifiers:
                 raise self.read.error(modifier, f"{where}.{name}",
@@ -180,7 +191,7 @@ class Loader:
             main = [k for k in spec if k not in MODIFIERS]
             if len(main) != 1:
                 raise read.error(node, where, "a step is one 'CONN VERB ...' key (plus within, "
-                                 f"note, magic), found {main or 'none'}")
+                                 f"note, magic, split), found {main or 'none'}")
             key = main[0]
             args = None if is_null(spec[key]) else spec[key]  # "c expect NOOP:" + modifiers
             modifiers = {k: v for k, v in spec.items() if k in MODIFIERS}
@@ -190,21 +201,24 @@ class Loader:
             match = STEP_KEY.match(key)
             if not match:
                 raise read.error(node, where, f"{key!r} is not 'CONN VERB [PACKET]' (verbs: "
-                                 f"{CONNECTED}, sleep, target restart, target kill)")
+                                 f"{CONNECTED}; and {OTHERS})")
             conn, word, packet = match["conn"], match["verb"], match["arg"]
             self._check_verb(node, where, conn, word, packet)
         return word, Written(read, node, where, line_of(node), conn, packet, args, modifiers,
-                             read_step=self.step, verb_of=verb_of)
+                             read_step=self.step, verb_of=verb_of, mode=self.mode)
 
     def _check_verb(self, node: yaml.Node, where: str, conn: str, word: str,
                     packet: str | None) -> None:
-        verb = VERBS.get(word)
-        if conn == "target" and (verb is None or verb.connection != "target"):
-            raise self.read.error(node, where, f"target {word!r}: use restart or kill")
-        if verb is None or verb.connection == "":
-            raise self.read.error(node, where, f"unknown verb {word!r} (verbs: {CONNECTED})")
-        if verb.connection == "target" and conn != "target":
-            raise self.read.error(node, where, f"{word} is a target action: 'target {word}'")
+        if conn in PSEUDO:
+            verb = VERBS.get(f"{conn} {word}")
+            if verb is None:
+                words = [v.name for v in VERBS.values() if v.connection == conn]
+                raise self.read.error(node, where, f"{conn} {word!r}: {conn} takes "
+                                      f"{' or '.join(words)}")
+        else:
+            verb = VERBS.get(word)
+            if verb is None or verb.connection is not None:
+                raise self.read.error(node, where, f"unknown verb {word!r} (verbs: {CONNECTED})")
         if packet is not None and not verb.packet:
             raise self.read.error(node, where, f"{word} takes no packet type")
         if packet is None and verb.packet:
@@ -237,7 +251,9 @@ def load_case(data: dict[str, Any], prefix: str, origin: str = "<generated>") ->
     return Loader(origin).scenario(as_node(data), prefix)
 
 
-def load_step(data: Any, origin: str = "<generated>") -> Step:
+def load_step(data: Any, origin: str = "<generated>", mode: str = "server") -> Step:
     """One step given as plain data (``"c expect-closed"``, ``{"c send ECHO_REQ":
-    {"data": "x"}}``)."""
-    return Loader(origin).step(as_node(data), "step")
+    {"data": "x"}}``), of a server case or (``mode="library"``) of a library case."""
+    loader = Loader(origin)
+    loader.mode = mode
+    return loader.step(as_node(data), "step")

@@ -137,12 +137,13 @@ class Scope:
             variables[matcher.capture] = actual
         return variables
 
-    def ignored(self, event: Event, wanted: PacketType | None = None) -> bool:
-        return isinstance(event, Packet) and event.type in self.ignore and event.type != wanted
+    def ignored(self, event: Event, wanted: tuple[PacketType, ...] = ()) -> bool:
+        return isinstance(event, Packet) and event.type in self.ignore and \
+            event.type not in wanted
 
 
 def skip_ignored(events: Sequence[Event], scope: Scope, start: int = 0,
-                 wanted: PacketType | None = None) -> int:
+                 wanted: tuple[PacketType, ...] = ()) -> int:
     """The index of the first event from ``start`` that is not ignored."""
     index = start
     while index < len(events) and scope.ignored(events[index], wanted):

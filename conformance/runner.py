@@ -35,7 +35,7 @@ from conformance.capabilities import sorted_names
 from conformance.coverage import coverage
 from conformance.engine import Outcome, run_scenario
 from conformance.scenario import Scenario
-from conformance.specs import baseline_name, parse_target
+from conformance.specs import baseline_name, mode_of, parse_target
 from conformance.targets import CRASH_SETTLE, Target, TargetError
 from conformance.tlsgen import TLSSettings, TLSSetup
 from reference_server import __version__
@@ -286,7 +286,7 @@ class TargetRun:
             return CaseResult(scenario.id, self.spec, Verdict.ERROR,
                               f"harness error: {type(error).__name__}: {error}",
                               duration=time.monotonic() - started), None
-        log = target.log_text().splitlines()[log_before:][-50:]
+        log = outcome.log or target.log_text().splitlines()[log_before:][-50:]
         return CaseResult(scenario.id, self.spec, outcome.verdict, outcome.message,
                           outcome.step, round(time.monotonic() - started, 4), outcome.entries,
                           log, failure=outcome.failure), outcome
@@ -302,9 +302,11 @@ class TargetRun:
                   file=sys.stderr)
 
     async def play_all(self, scenarios: list[Scenario]) -> list[CaseResult]:
-        """Every case, group by group (the main server's first), each group's shared
+        """Every case of this target's kind (library cases for a library, server cases
+        for a server), group by group (the main server's first), each group's shared
         cases at once and then the ones that need the server alone; each group's
         server is stopped when its cases are done."""
+        scenarios = [s for s in scenarios if s.mode == mode_of(self.spec)]
         groups: dict[tuple[str, ...], list[Scenario]] = {(): []}
         for scenario in scenarios:
             groups.setdefault(_group(scenario), []).append(scenario)
@@ -338,7 +340,7 @@ def new_run(scenarios: list[Scenario], options: RunOptions) -> RunResult:
                  "run_id": secrets.token_hex(2)},
         scenarios=[ScenarioInfo(s.id, s.title, s.level, s.source, s.requirement, s.sections,
                                 s.file, s.line, [t.source for t in s.steps]) for s in scenarios],
-        coverage=coverage(scenarios))
+        coverage=coverage([s for s in scenarios if s.mode == "server"]))
 
 
 def target_run(spec: str, target_options: list[str], result: RunResult, options: RunOptions,
@@ -366,7 +368,7 @@ async def run(scenarios: list[Scenario], targets: list[tuple[str, list[str]]],
     known = (catalog_ids or {s.id for s in scenarios}) if check_baselines else None
     for spec, target_options in targets:
         one = target_run(spec, target_options, result, options, known, progress,
-                         len(scenarios))
+                         sum(s.mode == mode_of(spec) for s in scenarios))
         try:
             result.targets.append(await one.open())
             result.results.extend(await one.play_all(scenarios))

@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from conformance import services
 from reference_server.protocol import PacketType
@@ -128,6 +128,16 @@ class Scenario:
     # that trusts only the system's CAs, not the one that signed the server's
     # certificate) or "anonymous" (the run's CA, but no client certificate).
     tls: dict[str, str] | None = None
+    # A case about a client or worker library (conformance.jobspec.JobSpec): the
+    # harness plays the job server and this is what the application does.
+    library: Any = None
+    budget: float | None = None  # seconds the whole case may take (library cases)
+
+    @property
+    def mode(self) -> str:
+        """"server" (the target is a job server) or "library" (a client or worker
+        library, through its adapter: the harness is the server)."""
+        return "library" if self.library is not None else "server"
 
     @property
     def needs(self) -> set[str]:
@@ -144,6 +154,8 @@ class Scenario:
             needs.add("restart")
         if self.tls is not None:
             needs.add("tls")
+        if self.library is not None:
+            needs |= {"library", *self.library.needs}
         for step in self.all_steps():
             needs |= step.needs
         return needs | services.needed(options)

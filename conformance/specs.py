@@ -11,6 +11,7 @@ import ssl
 
 from conformance.containers import baseline_of, parse_docker
 from conformance.inproc import InprocTarget
+from conformance.libraries import parse_library
 from conformance.targets import (
     ExecTarget,
     GearmandTarget,
@@ -53,8 +54,17 @@ def parse_target(spec: str, options: list[str] | None = None) -> Target:
                       tls=ssl.create_default_context() if spec.startswith("tls") else None)
     if spec.startswith(("docker:", "docker-published:")):
         return parse_docker(spec, options)
+    if spec.startswith("client:"):
+        return parse_library(spec)
     raise TargetError(f"unknown target {spec!r} (known: ref, inproc, gearmand, perl, gear, "
-                      "exec:'COMMAND with {port}', tcp://HOST:PORT, tls://HOST:PORT, docker:IMAGE)")
+                      "exec:'COMMAND with {port}', tcp://HOST:PORT, tls://HOST:PORT, docker:IMAGE; "
+                      "a library: client:NAME)")
+
+
+def mode_of(spec: str) -> str:
+    """Which catalog a target plays: "library" cases for a library, "server" ones
+    for a server."""
+    return "library" if spec.startswith("client:") else "server"
 
 
 def baseline_name(spec: str) -> str:
@@ -62,5 +72,7 @@ def baseline_name(spec: str) -> str:
     ``docker:`` image, the one its label names (the gearmand image: ``gearmand``)."""
     if spec.startswith(("docker:", "docker-published:")):
         return baseline_of(spec)
+    if spec.startswith("client:"):  # client:libgearman → baselines/client-libgearman.yaml
+        return "client-" + spec[len("client:"):].split(":", 1)[0]
     return spec.split("://", 1)[0] if "://" in spec else spec.split(":", 1)[0]
     # (so exec:... uses baselines/exec.yaml, tcp://... uses baselines/tcp.yaml)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from conformance.events import Closed, Data, Incoming, describe, show
+from conformance.events import AppEvent, Closed, Data, Incoming, describe, show
 from reference_server.protocol import Magic, Packet, ProtocolError, TextLine, decode_all
 from results import Entry
 
@@ -90,5 +90,7 @@ class Transcript:
             self.add(conn, "event", "close", "closed by the server")
         elif isinstance(event, Data):
             self.add(conn, "recv", "text", show(event.data), event.data)
+        elif isinstance(event, AppEvent):
+            self.add(conn, "recv", "app", describe(event), fields=event.fields)
         else:
             self.add(conn, "recv", "raw", describe(event), event.data)

@@ -22,7 +22,7 @@ import contextlib
 import ssl
 import time
 from collections import deque
-from typing import Protocol
+from typing import Any, Protocol
 
 from conformance.events import Closed, Garbage, Incoming
 from conformance.transcript import Transcript
@@ -54,11 +54,30 @@ class Stream(Protocol):
 class Network(Protocol):
     clock: Clock
 
+    async def start_case(self, ctx: Any) -> None: ...  # before a case's first step
+
+    async def finish_case(self) -> tuple[list[str], str | None]: ...  # log lines, death
+
     async def open(self, name: str, tls_mode: str | None) -> Stream: ...
 
     async def open_http(self, name: str) -> Stream: ...
 
     def describe(self, name: str, tls_mode: str | None) -> str: ...  # "" or " over TLS"
+
+
+class NoConnection(TimeoutError):
+    """The peer opened no connection a step was waiting for (client mode: the library
+    never connected)."""
+
+
+class NoCaseHooks:
+    """For networks with nothing to set up per case (a server someone started)."""
+
+    async def start_case(self, ctx: Any) -> None:
+        return None
+
+    async def finish_case(self) -> tuple[list[str], str | None]:
+        return [], None
 
 
 class RealClock:
@@ -141,7 +160,7 @@ def _ca_data(context: ssl.SSLContext) -> str:
                    for der in context.get_ca_certs(binary_form=True))
 
 
-class SocketNetwork:
+class SocketNetwork(NoCaseHooks):
     """Connections to a server at ``address`` (and its HTTP port), over TLS when
     ``tls`` is given.  A connection's TLS mode can differ (scenarios' ``tls:``):
     "plaintext", "untrusted" (the system's CAs only) or "anonymous" (the run's

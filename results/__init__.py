@@ -39,7 +39,7 @@ class Entry:
     t: float  # seconds since the case started
     conn: str
     direction: str  # "send", "recv" or "event"
-    kind: str  # "packet", "text", "raw", "close", "open", "timeout", "note"
+    kind: str  # "packet", "text", "raw", "close", "open", "timeout", "note", "app"
     summary: str  # what a reader sees first, e.g. "SUBMIT_JOB function=.. unique=.."
     hex: str = ""
     fields: dict[str, str] = field(default_factory=dict)

@@ -32,7 +32,7 @@ from conformance.targets import GEARMAND, PERL_GEARMAND
 from results import RunResult, Verdict
 from tests.conftest import require_gearmand
 
-CATALOG = load_catalog()
+CATALOG = [s for s in load_catalog() if s.mode == "server"]  # library cases: test_library
 ROOT = Path(__file__).resolve().parent.parent
 EXEC_GEARMAND = f"exec:{GEARMAND} -p {{port}} -L {{host}}"
 

@@ -10,6 +10,9 @@ family             verbs
 ``alternatives``   expect-one-of
 ``http``           http-request, expect-http
 ``control``        sleep, target restart, target kill, expect-refused
+``app``            app reports, app finishes (library cases)
+``serve``          assign, send-together, keeps-idle, listener restart
+                   (the server the harness plays in a library case)
 =================  =======================================================
 
 ``VERBS`` finds a record by the word written in a file (the loader), and
@@ -24,14 +27,18 @@ from typing import Any
 import yaml
 
 from conformance.scenario import Step
-from conformance.verbs import alternatives, control, expect, http, send
+from conformance.verbs import alternatives, app, control, expect, http, send, serve
 from conformance.verbs.record import NO_ARGS, Form, Verb, Written
 
 _ALL: tuple[Verb, ...] = (*send.VERBS, *expect.VERBS, *alternatives.VERBS, *http.VERBS,
-                          *control.VERBS)
+                          *control.VERBS, *app.VERBS, *serve.VERBS)
 
-#: The word in a file → its record.
-VERBS: dict[str, Verb] = {verb.name: verb for verb in _ALL}
+#: The word in a file → its record ("send", "expect-line"; for the verbs of a
+#: pseudo-connection, with it: "target restart", "app reports", "listener restart").
+VERBS: dict[str, Verb] = {verb.key: verb for verb in _ALL}
+#: The pseudo-connections: names that are not connections but the target, the
+#: application of a library case, the listener of a library case.
+PSEUDO = frozenset(verb.connection for verb in _ALL if verb.connection)
 
 #: A step class → the record that writes and plays it (the first listed, where two verbs
 #: read into one class: send-line/send-text, expect-line/expect-lines, restart/kill).
@@ -86,5 +93,5 @@ def describe_step(step: Step) -> str:
                                    allow_unicode=True).split()).strip("{}")
 
 
-__all__ = ["BY_STEP", "NO_ARGS", "VERBS", "Form", "Verb", "Written", "describe_step",
+__all__ = ["BY_STEP", "NO_ARGS", "PSEUDO", "VERBS", "Form", "Verb", "Written", "describe_step",
            "step_data", "verb_of"]

@@ -19,7 +19,7 @@ from conformance.match import PENDING, Met, Mismatch, Result, Scope, Unmet, seen
 from conformance.nodes import matcher_data, value_data
 from conformance.scenario import Matcher, Step, Value
 from conformance.verbs.record import NO_ARGS, Form, Verb, Written
-from conformance.verbs.send import packet_fields, packet_type
+from conformance.verbs.send import packet_fields, packet_types
 from reference_server.protocol import PACKETS, Direction, Magic, Packet, PacketType, TextLine
 
 WITHIN = frozenset({"note", "within"})
@@ -72,37 +72,52 @@ class ExpectPacket(Step):
     type: PacketType = PacketType.NOOP
     fields: dict[str, Matcher] = field(default_factory=dict)
     within: float | None = None
+    also: tuple[PacketType, ...] = ()  # "A|B": any of these types will do
+    magic: Magic = Magic.RES  # what the sender must use: \0RES from a server, \0REQ to it
+
+    @property
+    def types(self) -> tuple[PacketType, ...]:
+        return (self.type, *self.also)
 
 
 def _read_expect(written: Written) -> ExpectPacket:
-    kind = packet_type(written)
-    if PACKETS[kind].direction is Direction.REQUEST:
-        raise written.error(f"{kind.name} is a request: a server never sends it")
-    where = f"{written.where}.{kind.name}"
-    return ExpectPacket(written.line, written.conn, written.note, kind,
+    kinds = packet_types(written)
+    # From a server: its responses; from a library: its requests.  (WORK_* go both ways.)
+    never, who = (Direction.RESPONSE, "a library") if written.mode == "library" else \
+        (Direction.REQUEST, "a server")
+    for kind in kinds:
+        if PACKETS[kind].direction is never:
+            what = "a response" if never is Direction.RESPONSE else "a request"
+            raise written.error(f"{kind.name} is {what}: {who} never sends it")
+    where = f"{written.where}.{written.packet}"
+    return ExpectPacket(written.line, written.conn, written.note, kinds[0],
                         {n: written.reader.matcher(v, f"{where}.{n}")
-                         for n, v in packet_fields(written, kind).items()}, written.within)
+                         for n, v in packet_fields(written, *kinds).items()}, written.within,
+                        kinds[1:], Magic.REQ if written.mode == "library" else Magic.RES)
 
 
 @_mismatch
 def expect_packet(step: ExpectPacket, events: Sequence[Event], scope: Scope) -> Result:
     """The next packet (ignored types skipped) is of that type, with those fields."""
-    index = skip_ignored(events, scope, wanted=step.type)
+    index = skip_ignored(events, scope, wanted=step.types)
     if index == len(events):
         return PENDING
     event = events[index]
-    name = step.type.name
+    name = "|".join(t.name for t in step.types)
     if (unmet := _waiting(event, name)) is not None:
         return unmet
-    if not isinstance(event, Packet) or event.type != step.type:
-        return Unmet(name, describe(event))
-    if event.magic is not Magic.RES:
-        return Unmet(f"{name} with magic \\0RES", describe(event, Magic.RES),
-                     text=f"{name} came with magic \\0REQ (a response needs \\0RES)")
+    if not isinstance(event, Packet) or event.type not in step.types:
+        return Unmet(name, describe(event, step.magic))
+    if event.magic is not step.magic:
+        wanted, got = step.magic.value[1:].decode(), event.magic.value[1:].decode()
+        return Unmet(f"{name} with magic \\0{wanted}", describe(event, step.magic),
+                     text=f"{event.name} came with magic \\0{got} (a "
+                          f"{'response' if step.magic is Magic.RES else 'request'} needs "
+                          f"\\0{wanted})")
     arrived = event.fields()
     for field_name, matcher in step.fields.items():
         scope = scope.with_variables(scope.check(matcher, arrived[field_name],
-                                                 f"{name}.{field_name}"))
+                                                 f"{event.name}.{field_name}"))
     return Met(index + 1, scope.variables)
 
 
@@ -110,7 +125,7 @@ EXPECT = Verb(name="expect", step=ExpectPacket, packet=True, modifiers=WITHIN,
               usage="expect PACKET [{fields}]: the next packet (ignored types skipped)",
               read=_read_expect,
               write=lambda step: Form({n: matcher_data(m) for n, m in step.fields.items()}
-                                      or NO_ARGS, step.type.name),
+                                      or NO_ARGS, "|".join(t.name for t in step.types)),
               perform=_streamed(expect_packet), expect=expect_packet, gather="stream",
               alternative=True)
 

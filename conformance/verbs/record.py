@@ -54,6 +54,10 @@ class Written:
     # record of a step: given by the loader, which holds the table.
     read_step: Callable[[yaml.Node, str], Step] | None = None
     verb_of: Callable[[Step], Verb] | None = None
+    # "server": the target is a job server, the harness its clients and workers;
+    # "library": the target is a library, the harness its job server (so a send is a
+    # response, \0RES, and an expect a request, \0REQ).
+    mode: str = "server"
 
     def error(self, message: str, node: yaml.Node | None = None, where: str = "") -> Exception:
         return self.reader.error(node if node is not None else self.node, where or self.where,
@@ -108,3 +112,9 @@ class Verb:
     gather: str | None = None  # "stream" or "sync", with ``expect``
     alternative: bool = False  # may stand in an expect-one-of alternative
     covers: Callable[[Any], set[str]] = lambda step: set()  # coverage keys (conformance.coverage)
+
+    @property
+    def key(self) -> str:
+        """How the table finds it: the word, or for a pseudo-connection's verb the
+        connection and the word ("target restart", "listener restart", "app reports")."""
+        return f"{self.connection} {self.name}" if self.connection else self.name

@@ -19,27 +19,45 @@ from conformance.verbs.record import NO_ARGS, Form, Verb, Written
 from reference_server.protocol import PACKETS, Magic, PacketType, encode, frame
 
 
-def packet_type(written: Written) -> PacketType:
-    """The packet word after the verb."""
+def packet_types(written: Written) -> tuple[PacketType, ...]:
+    """The packet word after the verb: one type, or several as ``A|B`` (an
+    expectation that either will do)."""
     if written.packet is None:
         raise written.error("needs a packet type, e.g. 'c send ECHO_REQ'")
-    try:
-        return PacketType[written.packet]
-    except KeyError:
-        raise written.error(f"{written.packet!r} is not a packet type") from None
+    kinds = []
+    for name in written.packet.split("|"):
+        try:
+            kinds.append(PacketType[name])
+        except KeyError:
+            raise written.error(f"{name!r} is not a packet type") from None
+    return tuple(kinds)
 
 
-def packet_fields(written: Written, kind: PacketType) -> dict[str, object]:
-    """The ``{field: ...}`` argument, every name checked against the packet table."""
+def packet_type(written: Written) -> PacketType:
+    kinds = packet_types(written)
+    if len(kinds) > 1:
+        raise written.error("sends one packet type, not a choice")
+    return kinds[0]
+
+
+def packet_fields(written: Written, *kinds: PacketType) -> dict[str, object]:
+    """The ``{field: ...}`` argument, every name checked against the packet table (a
+    field of a choice of types must be a field of each)."""
     read = written.reader
-    where = f"{written.where}.{kind.name}"
+    where = f"{written.where}.{written.packet}"
     fields = read.mapping(written.args, where) if written.args is not None else {}
-    names = PACKETS[kind].args
-    for name, node in fields.items():
-        if name not in names:
-            raise read.error(node, f"{where}.{name}", f"{kind.name} has no field {name!r} "
-                             f"(fields: {', '.join(names) or 'none'})")
+    for kind in kinds:
+        names = PACKETS[kind].args
+        for name, node in fields.items():
+            if name not in names:
+                raise read.error(node, f"{where}.{name}", f"{kind.name} has no field {name!r} "
+                                 f"(fields: {', '.join(names) or 'none'})")
     return fields
+
+
+def default_magic(mode: str) -> bytes:
+    """What the harness sends: requests to a server, responses to a library."""
+    return b"\0RES" if mode == "library" else b"\0REQ"
 
 
 # ---------------------------------------------------------------------------- send
@@ -50,27 +68,40 @@ class SendPacket(Step):
     type: PacketType = PacketType.ECHO_REQ
     fields: dict[str, Value] = field(default_factory=dict)
     magic: bytes = b"\0REQ"
+    mode: str = "server"  # whose side the harness plays: what magic goes without saying
+    split: int | None = None  # written in pieces of this many bytes, one write each
 
 
 def _read_send(written: Written) -> SendPacket:
     kind = packet_type(written)
     where = f"{written.where}.{kind.name}"
-    magic = b"\0REQ"
+    magic = default_magic(written.mode)
     if "magic" in written.modifiers:
         node = written.modifiers["magic"]
         text = written.reader.scalar(node, f"{written.where}.magic")
         if text not in ("REQ", "RES"):
             raise written.error("REQ or RES", node, f"{written.where}.magic")
         magic = b"\0" + text.encode()
+    split = None
+    if "split" in written.modifiers:
+        split = int(written.reader.number(written.modifiers["split"], f"{written.where}.split"))
+        if split < 1:
+            raise written.error("at least 1 byte a write", written.modifiers["split"],
+                                f"{written.where}.split")
     return SendPacket(written.line, written.conn, written.note, kind,
                       {n: written.reader.value(v, f"{where}.{n}")
-                       for n, v in packet_fields(written, kind).items()}, magic)
+                       for n, v in packet_fields(written, kind).items()}, magic, written.mode,
+                      split)
 
 
 def _write_send(step: SendPacket) -> Form:
     fields = {n: value_data(v) for n, v in step.fields.items()}
-    return Form(fields or NO_ARGS, step.type.name,
-                modifiers={"magic": "RES"} if step.magic != b"\0REQ" else {})
+    modifiers: dict[str, object] = {}
+    if step.magic != default_magic(step.mode):
+        modifiers["magic"] = step.magic[1:].decode()
+    if step.split is not None:
+        modifiers["split"] = step.split
+    return Form(fields or NO_ARGS, step.type.name, modifiers=modifiers)
 
 
 async def _send(ctx: Context, step: SendPacket) -> None:
@@ -80,11 +111,20 @@ async def _send(ctx: Context, step: SendPacket) -> None:
         data = encode(step.type, *args, magic=Magic(step.magic))
     except ValueError as error:
         raise HarnessError(str(error)) from None
-    wire.send(data)
+    if step.split is None:
+        wire.send(data)
+        return
+    # Packets cut at any byte, as a stream may deliver them: each piece its own write,
+    # given a moment to leave before the next.
+    for start in range(0, len(data), step.split):
+        wire.send(data[start:start + step.split])
+        await ctx.clock.sleep(0.001)
 
 
-SEND = Verb(name="send", step=SendPacket, packet=True, modifiers=frozenset({"note", "magic"}),
-            usage="send PACKET [{fields}]: a packet; fields default to empty; magic: RES possible",
+SEND = Verb(name="send", step=SendPacket, packet=True,
+            modifiers=frozenset({"note", "magic", "split"}),
+            usage="send PACKET [{fields}]: a packet; fields default to empty; magic: RES (REQ "
+                  "to a library) possible; split: N writes it N bytes at a time",
             read=_read_send, write=_write_send, perform=_send,
             covers=lambda step: {f"type:{int(step.type)}"})
 
