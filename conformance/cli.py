@@ -67,6 +67,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     add("--target", action="append", default=[], metavar="SPEC",
         help="ref (default), inproc, gearmand, perl, gear, exec:COMMAND, tcp://HOST:PORT, "
              "tls://HOST:PORT, docker:IMAGE; repeatable")
+    add("--client", action="append", default=[], metavar="LIBRARY",
+        help="a client or worker library under test (the harness plays the server): "
+             "gearspec, libgearman, php, perl, gear, pygearman, python3-gearman, py3gearman, "
+             "aiogear, npm-gearman, npm-node-gearman, or exec:ADAPTER; repeatable")
     add("--target-option", action="append", default=[], metavar="TARGET=OPTION",
         help="an extra server option, e.g. gearmand=-t0; repeatable")
     for name, keywords in RUNNER_OPTIONS.items():
@@ -144,7 +148,7 @@ def execute(argv: list[str], prog: str = "gearspec run") -> tuple[RunResult, arg
     """Parse the command line and play the selection.  Raises ``UsageError``,
     ``ScenarioError`` or ``TargetError`` (each a one-line message) for bad input."""
     args = build_parser(prog).parse_args(argv)
-    specs = args.target or ["ref"]
+    specs = [*args.target, *(f"client:{name}" for name in args.client)] or ["ref"]
     options = run_options(lambda name: getattr(args, name.replace("-", "_")), specs)
     if args.scenario:
         catalog = [s for path in args.scenario for s in load_file(path, path.parent)]

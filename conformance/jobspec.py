@@ -31,7 +31,7 @@ ACTIONS = {"data", "warning", "status", "sleep", "complete", "fail", "exception"
 ENDINGS = {"complete", "fail", "exception"}
 
 #: What the application seeing an event asks of the library (``app reports EVENT``).
-EVENT_NEEDS = {"data": "client.data", "warning": "client.warning",
+EVENT_NEEDS = {"created": "client.created", "data": "client.data", "warning": "client.warning",
                "status": "client.progress", "exception": "client.exceptions",
                "status-answer": "client.status", "echo": "client.echo"}
 

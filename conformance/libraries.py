@@ -123,9 +123,11 @@ KNOWN: dict[str, Known] = {known.name: known for known in (
     Known("gear", _python("gear_adapter.py"),
           lambda: None if _imports(sys.executable, "gear") else
           "not installed here (pip install gear: make setup does it)"),
+    # The python-gearman 2.0.2 forks: one adapter, told which fork (their modules differ).
     *(Known(name, _python("python_gearman.py", lambda n=name: str(_venv(n)), name),
-            _in_venv(name, "gearman"))
-      for name in ("pygearman", "python3-gearman", "py3gearman")),
+            _in_venv(name, module))
+      for name, module in (("pygearman", "gearman"), ("python3-gearman", "python3_gearman"),
+                           ("py3gearman", "py3gearman"))),
     Known("aiogear", _python("aiogear_adapter.py", lambda: str(_venv("aiogear"))),
           _in_venv("aiogear", "aiogear")),
     Known("npm-gearman", lambda: ["node", str(ADAPTERS / "npm_gearman.js")],

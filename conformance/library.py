@@ -54,13 +54,15 @@ class Description:
         return frozenset({"library", *(f"role.{r}" for r in self.roles), *self.features})
 
 
-def describe(command: list[str], cwd: Path | None = None, timeout: float = 30.0) -> Description:
+def describe(command: list[str], cwd: Path | None = None, timeout: float = 30.0,
+             env: dict[str, str] | None = None) -> Description:
     """Run ``COMMAND describe`` (blocking); a TargetError says what went wrong."""
     import subprocess
 
     try:
         done = subprocess.run([*command, "describe"], capture_output=True, text=True,
-                              timeout=timeout, cwd=cwd, stdin=subprocess.DEVNULL, check=False)
+                              timeout=timeout, cwd=cwd, stdin=subprocess.DEVNULL, check=False,
+                              env={**os.environ, **(env or {})})
     except (OSError, subprocess.TimeoutExpired) as error:
         raise TargetError(f"{command[0]}: cannot describe the library: {error}") from None
     if done.returncode != 0:
@@ -291,7 +293,7 @@ class LibraryTarget(Target):
         missing = self.present()
         if missing is not None:
             raise TargetError(f"{self.name}: {missing}")
-        self.description = describe(self.command, self.cwd)
+        self.description = describe(self.command, self.cwd, env=self.env)
         self.capabilities = self.description.capabilities
 
     def network(self, timeout_factor: float = 1.0) -> LibraryNetwork:  # type: ignore[override]

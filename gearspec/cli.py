@@ -117,6 +117,12 @@ def _docker(argv: list[str]) -> int:
     return main(argv, prog="gearspec docker")
 
 
+def _adapter(argv: list[str]) -> int:
+    from conformance.adapter_check import main
+
+    return main(argv, prog="gearspec adapter")
+
+
 def _matrix(argv: list[str]) -> int:
     # One run over many targets with its report: `run` with the matrix as the point.
     if "--report" not in argv:
@@ -135,6 +141,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "docker": (_docker, "build server images (gearmand, perl, ref) without a registry"),
     "pcap": (_pcap, "decode a capture's Gearman traffic, or turn it into a scenario"),
     "replay": (_replay, "replay a capture against a server and compare the answers"),
+    "adapter": (_adapter, "check a client library's adapter against the contract"),
 }
 
 

@@ -55,6 +55,7 @@ SAMPLES = {
     "expect-refused": "x expect-refused",
     "app reports": {"app reports complete": {"job": "0", "data": "olleh"}, "within": 5.0},
     "app finishes": "app finishes",
+    "expect-grab": {"lib expect-grab": None, "within": 3.0},
     "assign": {"lib assign": {"handle": "H:x:1", "function": "$fn", "data": "x"}},
     "send-together": {"lib send-together": [{"WORK_DATA": {"handle": "H:x:1", "data": "a"}},
                                             {"WORK_COMPLETE": {"handle": "H:x:1"}}]},
@@ -62,7 +63,7 @@ SAMPLES = {
     "listener restart": {"listener restart": {"down": 0.5}},
 }
 #: The verbs of the server the harness plays: read in a library case.
-LIBRARY_ONLY = {"assign", "send-together", "keeps-idle", "listener restart"}
+LIBRARY_ONLY = {"expect-grab", "assign", "send-together", "keeps-idle", "listener restart"}
 
 
 def test_every_verb_has_a_sample_and_a_line_in_the_scenarios_readme() -> None:

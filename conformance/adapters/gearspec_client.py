@@ -28,7 +28,8 @@ from reference_server.client import (
     WorkFailed,
 )
 
-FEATURES = ["client.background", "client.priority", "client.epoch", "client.unique",
+FEATURES = ["client.created", "client.background", "client.priority", "client.epoch",
+            "client.unique",
             "client.concurrent", "client.data", "client.warning", "client.progress",
             "client.exceptions", "client.status", "client.status-unique", "client.echo",
             "client.client-id", "worker.data", "worker.warning", "worker.status",

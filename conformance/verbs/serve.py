@@ -4,25 +4,31 @@
 response, ``\\0RES``).  These are the server's moves that need more:
 
 * ``lib assign: {handle: H:x:1, function: $fn, data: x}``: the job assignment a
-  worker's last grab asks for (JOB_ASSIGN for GRAB_JOB, JOB_ASSIGN_UNIQ for
-  GRAB_JOB_UNIQ, JOB_ASSIGN_ALL for GRAB_JOB_ALL), so that a case about a worker
-  holds whatever grab its library uses;
+  worker's last grab asks for, as gearmand answers it (JOB_ASSIGN for GRAB_JOB,
+  JOB_ASSIGN_UNIQ for GRAB_JOB_UNIQ, and for GRAB_JOB_ALL JOB_ASSIGN_UNIQ, or
+  JOB_ASSIGN_ALL when the job has a reducer), so that a case about a worker holds
+  whatever grab its library uses;
+* ``lib expect-grab``: the worker asks for work, as workers do: a grab, or first a
+  PRE_SLEEP, which the server answers with a NOOP as it does when work comes;
 * ``lib send-together: [{WORK_DATA: {...}}, {WORK_COMPLETE: {...}}]``: several
   packets in one write, as a server's buffered output arrives;
 * ``lib keeps-idle: {seconds: 2, at-most: 20}``: for that long, answer every grab
-  with NO_JOB and every PRE_SLEEP with a NOOP (a server that has nothing, and
-  wakes its workers anyway), and count the grabs: a worker SHOULD NOT spin;
+  with NO_JOB (and with ``noop: true`` every PRE_SLEEP with a NOOP: a server that
+  wakes its workers with nothing to give them), and count the grabs: a worker
+  SHOULD NOT spin;
 * ``listener restart: {down: 0.5}``: the server goes away (every connection
   closed, the port too) and comes back on the same port after ``down``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from conformance.context import Context, HarnessError, failed
-from conformance.events import Closed
+from conformance.events import Closed, Event, TimedOut, describe
+from conformance.match import PENDING, Met, Result, Scope, Unmet, skip_ignored
 from conformance.nodes import is_null, value_data
 from conformance.scenario import Step, Value
 from conformance.verbs.record import Form, Verb, Written
@@ -63,6 +69,8 @@ async def _assign(ctx: Context, step: Assign) -> None:
         raise HarnessError(f"assign: the last packet taken on {step.conn} is not a grab "
                            "(expect GRAB_JOB|GRAB_JOB_UNIQ|GRAB_JOB_ALL first)")
     kind = GRABS[grab.type]  # type: ignore[index]
+    if kind == T.JOB_ASSIGN_ALL and "reducer" not in step.fields:
+        kind = T.JOB_ASSIGN_UNIQ  # gearmand: JOB_ASSIGN_ALL is for reduce jobs (server.cc)
     args = [ctx.resolve(step.fields.get(name, Value(""))) for name in PACKETS[kind].args]
     (await ctx.wire(step.conn)).send(encode(kind, *args, magic=Magic.RES))
 
@@ -73,6 +81,51 @@ ASSIGN = Verb(name="assign", step=Assign,
               read=_read_assign,
               write=lambda step: Form({k: value_data(v) for k, v in step.fields.items()}),
               perform=_assign)
+
+
+@dataclass
+class ExpectGrab(Step):
+    """The worker asks for a job: GRAB_JOB, GRAB_JOB_UNIQ or GRAB_JOB_ALL, after at most
+    a few PRE_SLEEPs, each answered with a NOOP (the protocol leaves it to the worker
+    whether it sleeps before its first grab)."""
+
+    within: float | None = None
+
+
+def expect_grab(step: ExpectGrab, events: Sequence[Event], scope: Scope) -> Result:
+    index = skip_ignored(events, scope, wanted=(T.PRE_SLEEP, *GRABS))
+    if index == len(events):
+        return PENDING
+    event = events[index]
+    if isinstance(event, Packet) and event.magic is Magic.REQ and \
+            event.type in (T.PRE_SLEEP, *GRABS):
+        return Met(index + 1, scope.variables)
+    what = "a grab (GRAB_JOB, GRAB_JOB_UNIQ or GRAB_JOB_ALL) or a PRE_SLEEP"
+    if isinstance(event, TimedOut):
+        return Unmet(what, describe(event), text=f"the worker asked for no job within "
+                                                 f"{event.waited:.1f} s")
+    return Unmet(what, describe(event, Magic.REQ))
+
+
+async def _expect_grab(ctx: Context, step: ExpectGrab) -> None:
+    wire = await ctx.wire(step.conn)
+    for _ in range(4):  # a worker that sleeps again and again without grabbing: see below
+        await ctx.expect(wire, lambda events: expect_grab(step, events, ctx.scope),
+                         ctx.timeout(step.within))
+        if ctx.last_packet[step.conn].type in GRABS:
+            return
+        wire.send(encode(T.NOOP, magic=Magic.RES))  # "there may be work": as a server wakes it
+    raise failed("a grab after a NOOP", "PRE_SLEEP again and again",
+                 "the worker answered four NOOPs with PRE_SLEEP and never grabbed")
+
+
+EXPECT_GRAB = Verb(name="expect-grab", step=ExpectGrab, args=False,
+                   modifiers=frozenset({"note", "within"}),
+                   usage="expect-grab: the worker's grab (any of the three), PRE_SLEEPs before "
+                         "it answered with NOOP",
+                   read=lambda w: _library(w) or ExpectGrab(w.line, w.conn, w.note, w.within),
+                   write=lambda step: Form(), perform=_expect_grab, expect=expect_grab,
+                   gather="stream")
 
 
 @dataclass
@@ -120,7 +173,7 @@ SEND_TOGETHER = Verb(
 class KeepsIdle(Step):
     seconds: float = 2.0
     at_most: float | None = None  # grabs a second; None: only counted
-    noop: bool = True  # answer PRE_SLEEP with NOOP (a server that wakes its workers anyway)
+    noop: bool = False  # answer PRE_SLEEP with NOOP (a server that wakes its workers anyway)
 
 
 def _read_idle(written: Written) -> KeepsIdle:
@@ -136,15 +189,15 @@ def _read_idle(written: Written) -> KeepsIdle:
                      read.number(spec["at-most"], f"{written.where}.at-most")
                      if "at-most" in spec else None,
                      read.boolean(spec["noop"], f"{written.where}.noop")
-                     if "noop" in spec else True)
+                     if "noop" in spec else False)
 
 
 def _write_idle(step: KeepsIdle) -> Form:
     spec: dict[str, Any] = {"seconds": step.seconds}
     if step.at_most is not None:
         spec["at-most"] = step.at_most
-    if not step.noop:
-        spec["noop"] = False
+    if step.noop:
+        spec["noop"] = True
     return Form(spec)
 
 
@@ -207,4 +260,4 @@ LISTENER_RESTART = Verb(name="restart", step=ListenerRestart, connection="listen
                         read=_read_restart, write=lambda step: Form({"down": step.down}),
                         perform=_restart)
 
-VERBS = (ASSIGN, SEND_TOGETHER, KEEPS_IDLE, LISTENER_RESTART)
+VERBS = (EXPECT_GRAB, ASSIGN, SEND_TOGETHER, KEEPS_IDLE, LISTENER_RESTART)
