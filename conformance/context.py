@@ -9,7 +9,7 @@ arrived (``conformance.match.Unmet``); a step the harness cannot do raises
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from conformance.events import Closed, Data, Event, Stalled, Synced, TimedOut
@@ -18,12 +18,16 @@ from conformance.scenario import Scenario, Value
 from conformance.transcript import Transcript
 from conformance.wire import Network, NoConnection, Stream, Wire
 from reference_server.client import SyncMarkers
-from reference_server.protocol import Packet
+from reference_server.protocol import Magic, Packet, PacketType, encode
 
 DEFAULT_TIMEOUT = 2.0  # per expectation, times --timeout-factor
 SILENCE = 0.3  # how long "nothing more" is, for targets without ECHO
 LIBRARY_BUDGET = 10.0  # seconds a library case may take, unless it says (budget:)
 TargetControl = Callable[[str], Awaitable[None]]  # "restart" / "kill" the target
+#: What the server of a library case answers by itself, when the case ignores the
+#: request: gearmand's answers (OPTION_RES echoes the option, ECHO_RES the data).
+REFLEXES = {PacketType.OPTION_REQ: PacketType.OPTION_RES,
+            PacketType.ECHO_REQ: PacketType.ECHO_RES}
 
 
 class StepFailed(Exception):
@@ -156,6 +160,7 @@ class Context:
                 if event is not None:
                     # Everything already here, at once: an admin list of a shared server
                     # is judged once per read, not once per row.
+                    self._reflexes(wire, wire.events)
                     events.extend(wire.events)
                     wire.events.clear()
                     continue
@@ -170,6 +175,17 @@ class Context:
             unused = [e for e in events[met.consumed:] if not isinstance(e, TimedOut)]
             wire.events.extendleft(reversed(unused))
             return met
+
+    def _reflexes(self, wire: Wire, events: Iterable[Event]) -> None:
+        """In a library case, the server answers at once what a case ignores but a
+        library may wait for (OPTION_REQ, ECHO_REQ), as gearmand would answer it."""
+        if self.scenario.mode != "library":
+            return
+        for event in events:
+            if isinstance(event, Packet) and event.type in self.scenario.ignore and \
+                    event.type in REFLEXES and event.magic is Magic.REQ:
+                answer = REFLEXES[event.type]
+                wire.send(encode(answer, event.args[0], magic=Magic.RES))
 
     async def http_read(self, name: str, expectation: Callable[[list[Event]], object],
                         waited: float) -> Met:
@@ -206,6 +222,7 @@ class Context:
         silence = SILENCE * self.factor
         while (event := await wire.next(self.clock.now() + silence)) is not None:
             events.append(wire.take())
+            self._reflexes(wire, events[-1:])
             if isinstance(event, Closed):
                 return events
         return [*events, Synced()]

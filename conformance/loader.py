@@ -34,6 +34,8 @@ CASE_KEYS = {"case", "title", "level", "source", "requirement", "sections", "ste
 COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 CONNECTED = ", ".join(name for name, verb in VERBS.items() if verb.connection is None)
 OTHERS = ", ".join(name for name, verb in VERBS.items() if verb.connection is not None)
+#: Verbs of any connection that also judge what a library's application saw.
+APP_TOO = frozenset({"expect-one-of", "expect-nothing", "expect-silence"})
 
 
 class Loader:
@@ -167,8 +169,7 @@ class Loader:
     def step(self, node: yaml.Node, where: str, source: bool = False) -> Step:
         """One step: its key split, its verb's record reads the rest."""
         word, written = self._split(node, where)
-        verb = VERBS[word if not written.conn or written.conn not in PSEUDO
-                     else f"{written.conn} {word}"]
+        verb = VERBS[_key(written.conn, word)]
         for name, modifier in written.modifiers.items():
             if name not in verb.modifiers:
                 raise self.read.error(modifier, f"{where}.{name}",
@@ -209,7 +210,9 @@ class Loader:
 
     def _check_verb(self, node: yaml.Node, where: str, conn: str, word: str,
                     packet: str | None) -> None:
-        if conn in PSEUDO:
+        if conn == "app" and word in APP_TOO:
+            verb = VERBS[word]
+        elif conn in PSEUDO:
             verb = VERBS.get(f"{conn} {word}")
             if verb is None:
                 words = [v.name for v in VERBS.values() if v.connection == conn]
@@ -224,6 +227,13 @@ class Loader:
         if packet is None and verb.packet:
             raise self.read.error(node, where, f"{word} needs a packet type, e.g. "
                                   f"'{conn} {word} ECHO_REQ'")
+
+
+def _key(conn: str, word: str) -> str:
+    """The verb table's key for a step's connection and verb word."""
+    if not conn or conn not in PSEUDO or (conn == "app" and word in APP_TOO):
+        return word
+    return f"{conn} {word}"
 
 
 def load_file(path: Path, root: Path = SCENARIO_DIR) -> list[Scenario]:

@@ -38,6 +38,10 @@ def case_data(scenario: Scenario) -> dict[str, Any]:
         case["tls"] = dict(scenario.tls)
     if scenario.timeout is not None:
         case["timeout"] = scenario.timeout
+    if scenario.library is not None:
+        case["library"] = scenario.library.data
+    if scenario.budget is not None:
+        case["budget"] = scenario.budget
     case["steps"] = [step_data(step) for step in scenario.steps]
     return case
 

@@ -25,7 +25,7 @@ from conformance.runner import how_it_ended
 from conformance.scenario import Scenario
 from conformance.targets import CRASH_SETTLE, Target
 from conformance.writer import dump
-from fuzz import diff, model, server
+from fuzz import client, diff, model, server
 from fuzz.known import KnownFinding
 from fuzz.parser import PROPERTIES
 
@@ -156,6 +156,20 @@ def server_test(campaign: Campaign, target: Target, avoid: tuple[KnownFinding, .
             raise AssertionError(failure)
 
     return campaign.settings()(given(server.noise_strategy(avoid))(robustness))
+
+
+def client_test(campaign: Campaign, target: Target) -> Callable[[], None]:
+    """A library's parser: generated server streams through its adapter (fuzz/client.py)."""
+    concurrent = "client.concurrent" in target.capabilities
+
+    def stream_test(stream: client.Stream) -> None:
+        campaign.tick()
+        scenario, failure = client.play(target, stream)
+        if failure is not None:
+            campaign.found(scenario)
+            raise AssertionError(failure)
+
+    return campaign.settings()(given(client.streams(concurrent))(stream_test))
 
 
 def model_test(campaign: Campaign, target: Target) -> Callable[[], None]:

@@ -19,7 +19,15 @@ from pathlib import Path
 
 from conformance.specs import parse_target
 from conformance.targets import Target, TargetError
-from fuzz.campaign import Campaign, diff_test, model_test, parser_test, save, server_test
+from fuzz.campaign import (
+    Campaign,
+    client_test,
+    diff_test,
+    model_test,
+    parser_test,
+    save,
+    server_test,
+)
 from fuzz.known import known_for
 from fuzz.parser import PROPERTIES
 from reference_server.usage import Parser, UsageError
@@ -34,10 +42,13 @@ def budget(text: str) -> float:
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = Parser(prog=prog, description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    parser.add_argument("fuzzer", choices=["parser", "server", "model", "diff"])
+    parser.add_argument("fuzzer", choices=["parser", "server", "model", "diff", "client"])
     parser.add_argument("--target", action="append", default=[],
                         help="server to fuzz (diff: subject then oracle; default ref, and "
                              "gearmand as the oracle)")
+    parser.add_argument("--client", default=None, metavar="LIBRARY",
+                        help="client: the library to fuzz (gearspec run --client's names, or "
+                             "exec:ADAPTER)")
     parser.add_argument("--budget", type=budget, default=60.0, help="time to spend (60s)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the first round (0); rounds use seed, seed+1, ...")
@@ -81,6 +92,10 @@ def main(argv: list[str] | None = None, prog: str = "gearspec fuzz") -> int:
             raise UsageError("--batch and --budget must be positive")
         if args.fuzzer == "parser":
             specs = []
+        elif args.fuzzer == "client":
+            if args.client is None:
+                raise UsageError("fuzz client needs --client LIBRARY")
+            specs = [f"client:{args.client}"]
         elif args.fuzzer == "diff":
             subject = args.target[0] if args.target else "ref"
             specs = [subject, args.target[1] if len(args.target) > 1 else "gearmand"]
@@ -109,6 +124,8 @@ def main(argv: list[str] | None = None, prog: str = "gearspec fuzz") -> int:
                 test = server_test(campaign, targets[0], avoid)
             elif args.fuzzer == "model":
                 test = model_test(campaign, targets[0])
+            elif args.fuzzer == "client":
+                test = client_test(campaign, targets[0])
             else:
                 test = diff_test(campaign, targets[0], targets[1])
             campaigns.append(campaign.run(test))

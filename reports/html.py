@@ -20,6 +20,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from reports.charts import COLOURS, bench_charts, verdict_bar
+from reports.findings import findings, markdown
 from results import CaseResult, RunResult, ScenarioInfo, Verdict
 
 _env = Environment(loader=PackageLoader("reports", "templates"),
@@ -58,9 +59,16 @@ def render(run: RunResult, out: Path, bench: dict[str, Any] | None = None) -> Pa
         by_case=by_case, case_path=case_path, verdicts=[v.value for v in Verdict],
         bars={t: verdict_bar(totals.get(t, {})) for t in targets},
         coverage=run.coverage.get("lines", []), unsupported=run.unsupported_lines(),
+        findings=sum(len(v) for v in findings(run).values()),
         bench=bench_charts(bench) if bench else "",
         options=json.dumps(run.options, ensure_ascii=False))
     (out / "index.html").write_text(index)
+    found = findings(run)
+    if found:
+        (out / "findings.md").write_text(markdown(run))
+        (out / "findings.html").write_text(_env.get_template("findings.html").render(
+            run=run, found=found, case_path=case_path,
+            versions={t.name: t.version for t in run.targets}))
     page = _env.get_template("case.html")
     for result in run.results:
         scenario = scenarios.get(result.scenario)

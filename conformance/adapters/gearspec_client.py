@@ -60,10 +60,10 @@ async def client(job: dict[str, Any], server: str) -> None:
             await _status(gearman, index, query, jobs)
         for text in job.get("echo", []):
             emit("echo", data=await gearman.echo(b(text)))
-        if job.get("wait", True):
-            for index, submitted in enumerate(jobs):
-                if submitted is not None and not submitted.background:
-                    await _result(index, submitted)
+        if job.get("wait", True):  # each result as it comes, whatever the jobs' order
+            await asyncio.gather(*(_result(index, submitted)
+                                   for index, submitted in enumerate(jobs)
+                                   if submitted is not None and not submitted.background))
 
 
 async def _submit(gearman: Client, index: int, submit: dict[str, Any]) -> Any:

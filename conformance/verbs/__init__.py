@@ -57,7 +57,7 @@ def step_data(step: Step) -> Any:
     verb = verb_of(step)
     form = verb.write(step)
     word = form.verb or verb.name
-    key = word if verb.connection == "" else f"{step.conn} {word}"
+    key = word if verb.connection == "" else f"{step.conn} {word}"  # "app expect-one-of" too
     if form.packet:
         key += f" {form.packet}"
     modifiers = dict(form.modifiers)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from conformance.context import Context, StepFailed
-from conformance.events import Event, Stalled, Synced
+from conformance.events import AppEvent, Closed, Event, Stalled, Synced
 from conformance.match import Met, Result, Scope, Unmet, seen
 from conformance.scenario import VERDICT_NAMES, Step
 from conformance.verbs.record import Expectation, Form, Verb, Written
@@ -47,7 +47,11 @@ def describes(alternative: Alternative, events: Sequence[Event], scope: Scope) -
             return result if isinstance(result, Unmet) else Unmet("more", "nothing more")
         index += result.consumed
         scope = scope.with_variables(result.variables)
-    rest = [e for e in events[index:] if not scope.ignored(e) and not isinstance(e, Synced)]
+    # What is left must be nothing but the sync point (and, for a library's application,
+    # the adapter's end: judged by ``app finishes`` and the crash check, not here).
+    rest = [e for e in events[index:] if not scope.ignored(e) and not isinstance(e, Synced)
+            and not (isinstance(e, AppEvent) and e.name == "exit")
+            and not (isinstance(e, Closed) and alternative.steps[0].conn == "app")]
     if rest:
         return Unmet("nothing more", seen(rest))
     return Met(len(events), scope.variables)

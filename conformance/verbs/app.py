@@ -18,12 +18,11 @@ from conformance.context import Context
 from conformance.events import AppEvent, Closed, Event, Garbage, TimedOut, describe
 from conformance.jobspec import EVENT_NEEDS
 from conformance.match import PENDING, Met, Mismatch, Result, Scope, Unmet, seen
-from conformance.nodes import matcher_data
+from conformance.nodes import is_null, matcher_data
 from conformance.scenario import Matcher, Step
 from conformance.verbs.record import NO_ARGS, Form, Verb, Written
 
 WITHIN = frozenset({"note", "within"})
-EVENT = r"[a-z][a-z-]*"
 
 
 @dataclass
@@ -89,7 +88,84 @@ REPORTS = Verb(name="reports", step=AppReports, packet=True, connection="app",
                write=lambda step: Form({k: matcher_data(m) for k, m in step.fields.items()}
                                        or NO_ARGS, step.event),
                perform=lambda ctx, step: _streamed(ctx, step, expect_report),
-               expect=expect_report, gather="stream")
+               expect=expect_report, gather="stream", alternative=True)
+
+
+@dataclass
+class AppReportsAll(Step):
+    """These events, in this order for each job, the jobs' events interleaved in any
+    way (a library follows concurrent jobs; their answers may come in any order).
+    Events expected without a ``job`` field form one more such sequence."""
+
+    events: list[AppReports] = field(default_factory=list)
+    within: float | None = None
+
+    @property
+    def needs(self) -> frozenset[str]:  # type: ignore[override]
+        return frozenset().union(*(e.needs for e in self.events)) if self.events \
+            else frozenset()
+
+
+def _read_all(written: Written) -> AppReportsAll:
+    read = written.reader
+    items = read.sequence(written.needs_args("reports-all needs [{EVENT: {fields}}, ...]"),
+                          written.where)
+    events = []
+    for i, item in enumerate(items):
+        at = f"{written.where}[{i}]"
+        [(name, node)] = read.mapping(item, at).items() or [("", None)]
+        one = Written(read, item, at, written.line, written.conn, name,
+                      None if is_null(node) else node, mode=written.mode)
+        events.append(_read_reports(one))
+    return AppReportsAll(written.line, written.conn, written.note, events, written.within)
+
+
+def expect_all(step: AppReportsAll, events: Sequence[Event], scope: Scope) -> Result:
+    """Each event that comes must be the next one expected for its job."""
+    queues: dict[bytes, list[AppReports]] = {}
+    for expected in step.events:
+        job = expected.fields.get("job")
+        key = b"" if job is None or job.value is None else scope.resolve(job.value,
+                                                                          fresh=False)[0]
+        queues.setdefault(key, []).append(expected)
+    for index, event in enumerate(events):
+        if not any(queues.values()):
+            return Met(index, scope.variables)
+        if not isinstance(event, AppEvent):
+            waiting = "; ".join(f"{q[0].event} of job {k.decode() or '-'}"
+                                for k, q in queues.items() if q)
+            result = expect_report(next(q[0] for q in queues.values() if q), [event], scope)
+            return Unmet(waiting, describe(event),
+                         text=f"{result.message if isinstance(result, Unmet) else ''} "
+                              f"(still waiting for: {waiting})".strip())
+        # Its job's queue; or, for an event the case expects of no job in particular (no
+        # ``job`` field), the queue of those.
+        queue = queues.get(event.fields.get("job", b""), [])
+        anyone = queues.get(b"", [])
+        if anyone and (not queue or queue[0].event != event.name) and \
+                anyone[0].event == event.name:
+            queue = anyone
+        if not queue:
+            return Unmet("an event of a job still running", describe(event),
+                         text=f"the application saw {describe(event)}, which no job "
+                              "still waits for")
+        result = expect_report(queue[0], [event], scope)
+        if not isinstance(result, Met):
+            return result
+        scope = scope.with_variables(result.variables)
+        queue.pop(0)
+    return Met(len(events), scope.variables) if not any(queues.values()) else PENDING
+
+
+REPORTS_ALL = Verb(
+    name="reports-all", step=AppReportsAll, connection="app", modifiers=WITHIN,
+    usage="app reports-all: [{EVENT: {job, ...}}, ...]: these events, in order for each "
+          "job, the jobs interleaved in any way",
+    read=_read_all,
+    write=lambda step: Form([{e.event: {k: matcher_data(m) for k, m in e.fields.items()}
+                              or None} for e in step.events]),
+    perform=lambda ctx, step: _streamed(ctx, step, expect_all),
+    expect=expect_all, gather="stream", alternative=True)
 
 
 @dataclass
@@ -111,11 +187,12 @@ def expect_finish(step: AppFinishes, events: Sequence[Event], scope: Scope) -> R
             if status != b"0":
                 return Unmet("exit status 0", f"exit status {status.decode()}",
                              text=f"the adapter ended with exit status {status.decode()}")
-            more = [e for e in events[:index]]
+            more = list(events[:index])
             if more:
                 return Unmet("nothing more", seen(more),
                              text=f"the application saw more before the end: {seen(more)}")
-            return Met(index + 1, scope.variables)
+            closed = index + 1 < len(events) and isinstance(events[index + 1], Closed)
+            return Met(index + 1 + closed, scope.variables)
         if isinstance(event, Closed):
             return Unmet("exit status 0", "no status",
                          text="the adapter closed its output but did not end")
@@ -135,6 +212,6 @@ FINISHES = Verb(name="finishes", step=AppFinishes, connection="app", args=False,
                 read=lambda w: AppFinishes(w.line, w.conn, w.note, w.within),
                 write=lambda step: Form(),
                 perform=lambda ctx, step: _streamed(ctx, step, expect_finish),
-                expect=expect_finish, gather="stream")
+                expect=expect_finish, gather="stream", alternative=True)
 
-VERBS = (REPORTS, FINISHES)
+VERBS = (REPORTS, REPORTS_ALL, FINISHES)

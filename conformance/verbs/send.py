@@ -154,7 +154,8 @@ def _read_raw(written: Written) -> SendRaw:
               "send-raw takes hex, text, or magic/type/length/payload")
     if "type" not in spec:
         raise read.error(args, where, "a raw packet needs a type")
-    magic = read.value(spec["magic"], f"{where}.magic") if "magic" in spec else Value("\0REQ")
+    magic = read.value(spec["magic"], f"{where}.magic") if "magic" in spec else \
+        Value(raw=default_magic(written.mode))
     magic_bytes = magic.raw if magic.raw is not None else \
         magic.text.encode("latin-1", "replace") * magic.times
     if len(magic_bytes) != 4:
