@@ -25,7 +25,8 @@ APT_PACKAGES := gearman-job-server gearman-tools gearman-server php-cli php-gear
 # the python-gearman forks all install a module named `gearman`, so each gets a
 # virtualenv of its own; npm packages go under one prefix.  (gear is a test extra.)
 CLIENTS     := .clients
-PY_CLIENTS  := pygearman==0.2.6 python3-gearman==0.1.0 py3gearman==0.2.0 aiogear==0.2.6
+PY_CLIENTS  := pygearman==0.2.6 python3-gearman==0.1.0 py3gearman==0.2.0 aiogear==0.2.6 \
+               gearman3==0.2.1
 NPM_CLIENTS := gearman@2.1.0 node-gearman@0.2.2
 
 .PHONY: all setup apt venv clients test lint report bench bench-pcap bench-catalog fuzz clean

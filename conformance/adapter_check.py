@@ -5,7 +5,9 @@ it runs ``COMMAND describe`` and checks what it printed, then plays the
 contract's basic cases against it (a client round trip, WORK_DATA updates, a
 worker round trip, for the roles it says it has) and checks every line the
 adapter printed: JSON, a known event, the fields that event needs.  Each
-problem is one line; the exit status is 1 if there was any.
+problem is one line; the exit status is 1 if there was any.  The cases'
+verdicts are shown too, but a case the library fails is the library's
+business (the catalog judges it), not the adapter's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import json
 import sys
 
+from conformance.libraries import parse_library
 from conformance.library import describe
 from conformance.loader import load_catalog
 from conformance.runner import RunOptions, run
@@ -60,44 +63,49 @@ def line_problems(result: CaseResult) -> list[str]:
     return problems
 
 
-def check(command: str) -> list[str]:
-    """Every problem found, one line each (none: the adapter keeps the contract)."""
-    import shlex
-
+def check(adapter: str) -> tuple[list[str], list[str]]:
+    """Every problem with the contract, one line each (none: the adapter keeps it), and
+    the verdicts of the basic cases.  ``adapter``: a command line, or ``client:NAME``
+    for a library gearspec knows."""
+    spec = adapter if adapter.startswith("client:") else f"client:exec:{adapter}"
     try:
-        found = describe(shlex.split(command))
+        target = parse_library(spec)
+        missing = target.present()
+        if missing is not None:
+            return [f"{spec}: {missing}"], []
+        found = describe(target.command, target.cwd, env=target.env)
     except TargetError as error:
-        return [str(error)]
+        return [str(error)], []
     problems = [f"describe: unknown feature {f!r}" for f in sorted(found.features - FEATURES)]
     roles = found.roles & {"client", "worker"}
     if not roles:
         problems.append(f"describe: roles {sorted(found.roles)} has neither client nor worker")
     print(f"{found.library} {found.version}: roles {', '.join(sorted(roles))}; "
-          f"{len(found.features)} features")
+          f"{len(found.features)} features", file=sys.stderr)
     wanted = [case for role in sorted(roles) for case in BASIC[role]]
     cases = [s for s in load_catalog() if s.id in wanted]
-    result = asyncio.run(run(cases, [(f"client:exec:{command}", [])], RunOptions(jobs=2),
-                             check_baselines=False))
+    result = asyncio.run(run(cases, [(spec, [])], RunOptions(jobs=2), check_baselines=False))
+    verdicts = []
     for case in result.results:
-        print(f"  {case.scenario}: {case.verdict.value}"
-              f"{' ' + case.message if case.message else ''}")
-        if case.verdict.value not in ("PASS", "UNSUPPORTED"):
-            problems.append(f"{case.scenario}: {case.verdict.value}: {case.message}")
+        verdicts.append(f"{case.scenario}: {case.verdict.value}"
+                        f"{' ' + case.message if case.message else ''}")
         problems += line_problems(case)
-    return problems
+    return problems, verdicts
 
 
 def main(argv: list[str] | None = None, prog: str = "gearspec adapter") -> int:
     parser = Parser(prog=prog, description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="action", required=True)
     checking = sub.add_parser("check", help="describe the adapter and play the basic cases")
-    checking.add_argument("command", help="the adapter's command line, quoted")
+    checking.add_argument("adapter", help="the adapter's command line, quoted, or client:NAME")
     try:
         args = parser.parse_args(argv)
     except UsageError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
-    problems = check(args.command)
+    problems, verdicts = check(args.adapter)
+    for line in verdicts:
+        print(f"  {line}")
     for problem in problems:
         print(f"problem: {problem}")
     print(json.dumps({"problems": len(problems)}))

@@ -45,6 +45,7 @@ class Outcome:
     raw: list[Chunk] | None = None
     started: float = 0.0  # wall-clock time of the transcript's t=0
     log: list[str] = field(default_factory=list)  # what the network kept (an adapter's stderr)
+    missing: list[str] = field(default_factory=list)  # UNSUPPORTED: what the target lacks
 
 
 async def run_scenario(scenario: Scenario, network: Network, *, tag: str,
@@ -60,8 +61,11 @@ async def run_scenario(scenario: Scenario, network: Network, *, tag: str,
         outcome = await _play(ctx)
     finally:
         await ctx.close_all()
-        log, died = await network.finish_case()
-    outcome.log = log
+        end = await network.finish_case()
+    outcome.log, died = end.log, end.died
+    if end.unsupported is not None:  # the library has no API for what the job asks
+        return Outcome(Verdict.UNSUPPORTED, f"the adapter says: {end.unsupported}",
+                       entries=outcome.entries, log=end.log, missing=["library API"])
     if died is not None:  # a library's process that died on its own: said, and a failure
         outcome.message = f"{died}; {outcome.message}" if outcome.message else died
         if outcome.verdict in (Verdict.PASS, Verdict.NON_STRICT, Verdict.INFO):

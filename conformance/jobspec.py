@@ -27,8 +27,9 @@ CLIENT_KEYS = {"role", "client_id", "exceptions", "submit", "status", "echo", "w
 WORKER_KEYS = {"role", "client_id", "functions", "jobs"}
 SUBMIT_KEYS = {"function", "workload", "unique", "priority", "background", "epoch"}
 STATUS_KEYS = {"handle_of", "handle", "unique"}
-ACTIONS = {"data", "warning", "status", "sleep", "complete", "fail", "exception"}
-ENDINGS = {"complete", "fail", "exception"}
+ACTIONS = {"data", "warning", "status", "sleep", "complete", "complete-workload", "fail",
+           "exception"}
+ENDINGS = {"complete", "complete-workload", "fail", "exception"}
 
 #: What the application seeing an event asks of the library (``app reports EVENT``).
 EVENT_NEEDS = {"created": "client.created", "data": "client.data", "warning": "client.warning",
@@ -75,15 +76,18 @@ class JobSpec:
                 for action in function.get("actions", []):
                     needs |= {f"worker.{key}" for key in action
                               if key in ("data", "warning", "status", "fail", "exception")}
-        if any(_binary(text) for text in _strings(job)):
+        if any(binary_text(text) for text in _strings(job)):
             needs.add("binary")
         return needs
 
     def resolved(self, resolve: Callable[[str], str]) -> dict[str, Any]:
-        """The job with every string passed through ``resolve`` (the case's variables)."""
+        """The job with every string passed through ``resolve`` (the case's variables),
+        and ``{repeat: TEXT, times: N}`` written out (a workload of several MiB)."""
         def walk(value: Any) -> Any:
             if isinstance(value, str):
                 return resolve(value)
+            if isinstance(value, dict) and set(value) == {"repeat", "times"}:
+                return resolve(str(value["repeat"])) * int(value["times"])
             if isinstance(value, list):
                 return [walk(v) for v in value]
             if isinstance(value, dict):
@@ -96,6 +100,8 @@ class JobSpec:
 def _strings(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
+    if isinstance(value, dict) and set(value) == {"repeat", "times"}:
+        return [str(value["repeat"])]
     if isinstance(value, list):
         return [s for v in value for s in _strings(v)]
     if isinstance(value, dict):
@@ -103,7 +109,7 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def _binary(text: str) -> bool:
+def binary_text(text: str) -> bool:
     """Not plain printable ASCII: a NUL, a control byte, a byte over 0x7e."""
     return any(not (" " <= c <= "~") for c in text)
 

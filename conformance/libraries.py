@@ -138,8 +138,9 @@ KNOWN: dict[str, Known] = {known.name: known for known in (
 
 #: Libraries looked at and not testable, with why (they are findings too).
 UNUSABLE = {
-    "gearman3": "PyPI gearman3 0.2.1 does not import on Python 3.11: it calls "
-                "array.fromstring, which Python 3.9 removed",
+    "gearman3": "PyPI gearman3 0.2.1 installs and imports on Python 3.11 but dies at the "
+                "first bytes a server sends it: its connection calls array.fromstring, which "
+                "Python 3.9 removed (tests/test_library.py shows it)",
 }
 
 

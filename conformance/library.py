@@ -35,9 +35,10 @@ from typing import Any
 from conformance.events import AppEvent, Closed, Garbage, Incoming
 from conformance.targets import Target, TargetError
 from conformance.transcript import Transcript
-from conformance.wire import NoConnection, RealClock, SocketStream
+from conformance.wire import CaseEnd, NoConnection, RealClock, SocketStream
 
 ACCEPT_TIMEOUT = 5.0  # how long the library has to open a connection a step needs
+ADAPTER_NICENESS = 10  # adapters run below the harness (spawn_adapter says why)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class AppWire:
         self.hung_up = False
         self.sync_markers: list[Any] = []
         self.lines: list[str] = []  # as printed, for the report
+        self.unsupported: str | None = None  # the reason, if the adapter said it cannot
 
     @property
     def closed_by_server(self) -> bool:
@@ -147,6 +149,8 @@ class AppWire:
             data = json.loads(text)
             name = str(data.pop("event"))
             event: Incoming = AppEvent(name, {k: to_bytes(v) for k, v in data.items()})
+            if name == "unsupported":
+                self.unsupported = str(data.get("reason", "the adapter cannot do this job"))
         except (ValueError, KeyError, AttributeError, TypeError):
             event = Garbage(line, "not a JSON event of the adapter contract")
         self.events.append(event)
@@ -221,20 +225,24 @@ class LibraryNetwork:
                "GEARSPEC_JOB": str(self.folder / "job.json"),
                "GEARSPEC_TIMEOUT": str(ctx.budget)}
         ctx.transcript.note("app", f"adapter started: {json.dumps(job)}")
-        self.process = await asyncio.create_subprocess_exec(
-            *self.target.command, "run", stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-            cwd=self.target.cwd, start_new_session=True, limit=1 << 24)
+        self.process = await spawn_adapter([*self.target.command, "run"], env, self.target.cwd)
         self.app = ctx.wires["app"] = AppWire("app", self.process, ctx.transcript)
 
     async def open(self, name: str, tls_mode: str | None) -> SocketStream:
-        """The next connection the library opens (a step names it on first use)."""
-        try:
-            return await asyncio.wait_for(self.listener.accepted.get(),
-                                          ACCEPT_TIMEOUT * self.factor)
-        except TimeoutError:
-            raise NoConnection(f"the library opened no connection for {name} within "
-                               f"{ACCEPT_TIMEOUT * self.factor:.0f} s") from None
+        """The next connection the library opens (a step names it on first use); if the
+        adapter ends first (it could not do the job, say), there will be none."""
+        accepting = asyncio.ensure_future(self.listener.accepted.get())
+        ended = asyncio.ensure_future(self.process.wait()) if self.process else None
+        waited = ACCEPT_TIMEOUT * self.factor
+        done, _ = await asyncio.wait([f for f in (accepting, ended) if f is not None],
+                                     timeout=waited, return_when=asyncio.FIRST_COMPLETED)
+        if ended is not None:
+            ended.cancel()
+        if accepting in done:
+            return accepting.result()
+        accepting.cancel()
+        why = "before the adapter ended" if ended in done else f"within {waited:.0f} s"
+        raise NoConnection(f"the library opened no connection for {name} {why}")
 
     async def open_http(self, name: str) -> SocketStream:
         raise ConnectionError("a library case has no HTTP port")
@@ -245,9 +253,10 @@ class LibraryNetwork:
         await asyncio.sleep(down)
         await self.listener.open()
 
-    async def finish_case(self) -> tuple[list[str], str | None]:
-        """Stop the adapter if it still runs; its stderr, and how it died if it died on
-        its own (an exit status other than 0, a signal)."""
+    async def finish_case(self) -> CaseEnd:
+        """Stop the adapter if it still runs; its stderr, how it died if it died on its
+        own (an exit status other than 0, a signal), and the reason it gave if it
+        printed ``unsupported`` (the library has no API for what the job asks)."""
         process, died = self.process, None
         stderr = b""
         if process is not None:
@@ -255,8 +264,12 @@ class LibraryNetwork:
                 self.killed = True
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
+            stdout = b""
             with contextlib.suppress(TimeoutError):
-                _, stderr = await asyncio.wait_for(process.communicate(), 5)
+                stdout, stderr = await asyncio.wait_for(process.communicate(), 5)
+            if self.app is not None:  # what no step read: an "unsupported" may be there
+                for line in stdout.splitlines():
+                    self.app._arrived(line + b"\n")
             status = process.returncode
             if not self.killed and status not in (0, None):
                 died = f"the adapter died ({_how(status)})"
@@ -267,7 +280,21 @@ class LibraryNetwork:
         if died is not None:
             tail = next((line for line in reversed(lines) if line.strip()), "")
             died += f": {tail}" if tail else ""
-        return lines, died
+        unsupported = self.app.unsupported if self.app is not None else None
+        return CaseEnd(lines, died, unsupported)
+
+
+async def spawn_adapter(command: list[str], env: dict[str, str],
+                        cwd: Path | None) -> asyncio.subprocess.Process:
+    """Start an adapter: its own session (killed with its children), stdout and stderr
+    read by the harness, and a lower priority than the harness.  The harness plays
+    a job server that answers at once; libraries time that (Gearman::Worker drops
+    its connection when a grab goes unanswered for 0.5 s), so a machine busy with
+    libraries under test must not make the harness the slow one."""
+    return await asyncio.create_subprocess_exec(
+        "nice", "-n", str(ADAPTER_NICENESS), *command, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=cwd,
+        start_new_session=True, limit=1 << 26)  # a 16 MiB workload, JSON-escaped
 
 
 def _how(status: int) -> str:

@@ -38,6 +38,7 @@ from conformance.scenario import Scenario
 from conformance.specs import baseline_name, mode_of, parse_target
 from conformance.targets import CRASH_SETTLE, Target, TargetError
 from conformance.tlsgen import TLSSettings, TLSSetup
+from conformance.transcript import Chunk
 from reference_server import __version__
 from results import CaseResult, RunResult, ScenarioInfo, TargetInfo, Verdict
 
@@ -95,11 +96,18 @@ def pcap_path(directory: str | Path, spec: str, scenario_id: str) -> Path:
     return Path(directory) / target / (scenario_id.replace("/", "__") + ".pcap")
 
 
-def _write_pcap(path: Path, outcome: Outcome) -> None:
+async def write_capture(path: Path, chunks: list[Chunk], started: float) -> bool:
+    """Write a case's pcap in a thread (the cases still running keep their event loop);
+    one that cannot be written is a warning, never a verdict."""
     from conformance.capture.pcapwrite import write_pcap  # scapy only loads when asked
 
-    assert outcome.raw is not None
-    write_pcap(path, outcome.raw, started=outcome.started)
+    try:
+        await asyncio.to_thread(write_pcap, path, chunks, started=started)
+    except Exception as error:
+        print(f"warning: cannot write {path}: {type(error).__name__}: {error}",
+              file=sys.stderr)
+        return False
+    return True
 
 
 Progress = Callable[[str, int, int, int], None]  # target, done, total, unexpected
@@ -261,8 +269,9 @@ class TargetRun:
                     await asyncio.to_thread(target.restart)
         # After the verdict is final: the capture takes no part in it.
         if outcome is not None and self.run_options.pcap_dir is not None:
-            await self._capture(pcap_path(self.run_options.pcap_dir, self.spec, scenario.id),
-                                outcome)
+            path = pcap_path(self.run_options.pcap_dir, self.spec, scenario.id)
+            if await self._capture(path, outcome):
+                result.capture = str(path)
         return result
 
     async def _engine(self, target: Target, scenario: Scenario
@@ -289,17 +298,14 @@ class TargetRun:
         log = outcome.log or target.log_text().splitlines()[log_before:][-50:]
         return CaseResult(scenario.id, self.spec, outcome.verdict, outcome.message,
                           outcome.step, round(time.monotonic() - started, 4), outcome.entries,
-                          log, failure=outcome.failure), outcome
+                          log, failure=outcome.failure, missing=outcome.missing), outcome
 
-    async def _capture(self, path: Path, outcome: Outcome) -> None:
+    async def _capture(self, path: Path, outcome: Outcome) -> bool:
         """Write the case's pcap.  In a thread, so the cases still running keep their
         event loop (and their timeouts); a capture that cannot be written is a warning,
         never a verdict."""
-        try:
-            await asyncio.to_thread(_write_pcap, path, outcome)
-        except Exception as error:
-            print(f"warning: cannot write {path}: {type(error).__name__}: {error}",
-                  file=sys.stderr)
+        assert outcome.raw is not None
+        return await write_capture(path, outcome.raw, outcome.started)
 
     async def play_all(self, scenarios: list[Scenario]) -> list[CaseResult]:
         """Every case of this target's kind (library cases for a library, server cases

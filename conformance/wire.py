@@ -22,6 +22,7 @@ import contextlib
 import ssl
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from conformance.events import Closed, Garbage, Incoming
@@ -56,13 +57,24 @@ class Network(Protocol):
 
     async def start_case(self, ctx: Any) -> None: ...  # before a case's first step
 
-    async def finish_case(self) -> tuple[list[str], str | None]: ...  # log lines, death
+    async def finish_case(self) -> CaseEnd: ...  # after a case's last step
 
     async def open(self, name: str, tls_mode: str | None) -> Stream: ...
 
     async def open_http(self, name: str) -> Stream: ...
 
     def describe(self, name: str, tls_mode: str | None) -> str: ...  # "" or " over TLS"
+
+
+@dataclass(frozen=True)
+class CaseEnd:
+    """What a network says when a case is over: lines for the report (a library's
+    adapter's stderr), how the peer died if it died on its own, and why the peer
+    could not play the case if it said so (a library without the API for it)."""
+
+    log: list[str] = field(default_factory=list)
+    died: str | None = None
+    unsupported: str | None = None
 
 
 class NoConnection(TimeoutError):
@@ -76,8 +88,8 @@ class NoCaseHooks:
     async def start_case(self, ctx: Any) -> None:
         return None
 
-    async def finish_case(self) -> tuple[list[str], str | None]:
-        return [], None
+    async def finish_case(self) -> CaseEnd:
+        return CaseEnd()
 
 
 class RealClock:

@@ -123,6 +123,34 @@ def _adapter(argv: list[str]) -> int:
     return main(argv, prog="gearspec adapter")
 
 
+def _interop(argv: list[str]) -> int:
+    from conformance.interop_cli import ERRORS, execute
+    from reports.interop import grid_text, render_grid
+    from reports.terminal import FORMATS
+
+    prog = "gearspec interop"
+    try:
+        result, args = execute(argv, prog)
+    except ERRORS as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    result.write(args.json)
+    print(grid_text(result, FORMATS[args.format]))
+    print(f"\nresults: {args.json}\npcaps: {args.pcap_dir}")
+    if args.junit:
+        from reports.junit import write_junit
+
+        write_junit(result, args.junit)
+        print(f"junit: {args.junit}")
+    print(f"report: {render_grid(result, args.report)}")
+    unexpected = result.unexpected
+    for case in unexpected:
+        print(f"unexpected: {case.target} {case.scenario}: {case.verdict.value} {case.message}")
+    return 1 if unexpected else 0
+
+
 def _matrix(argv: list[str]) -> int:
     # One run over many targets with its report: `run` with the matrix as the point.
     if "--report" not in argv:
@@ -138,6 +166,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "bench": (_bench, "load-test servers and compare them with gearmand"),
     "durability": (_durability, "kill servers during background jobs; count lost jobs"),
     "matrix": (_matrix, "one run over many targets, one report with their matrix"),
+    "interop": (_interop, "every client library against every server: the interop grid"),
     "docker": (_docker, "build server images (gearmand, perl, ref) without a registry"),
     "pcap": (_pcap, "decode a capture's Gearman traffic, or turn it into a scenario"),
     "replay": (_replay, "replay a capture against a server and compare the answers"),

@@ -72,6 +72,7 @@ class CaseResult:
     expected: bool = True  # False: an unexpected result (a failure, or a baselined pass)
     failure: Failure | None = None  # FAIL, NON-STRICT, INFO: expected and actual
     missing: list[str] = field(default_factory=list)  # UNSUPPORTED: the capabilities lacking
+    capture: str = ""  # the case's pcap, when --pcap-dir wrote one
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

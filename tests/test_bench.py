@@ -67,7 +67,8 @@ def test_bench_unknown_target_is_one_line() -> None:
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         "gearspec bench: error: unknown target 'nosuch' (known: ref, inproc, gearmand, perl, gear, "
-        "exec:'COMMAND with {port}', tcp://HOST:PORT, tls://HOST:PORT, docker:IMAGE)"]
+        "exec:'COMMAND with {port}', tcp://HOST:PORT, tls://HOST:PORT, docker:IMAGE; "
+        "a library: client:NAME)"]
 
 
 def test_tcp_target_needs_a_port() -> None:

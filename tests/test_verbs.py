@@ -55,6 +55,8 @@ SAMPLES = {
     "expect-refused": "x expect-refused",
     "app reports": {"app reports complete": {"job": "0", "data": "olleh"}, "within": 5.0},
     "app finishes": "app finishes",
+    "app reports-all": {"app reports-all": [{"created": {"handle": "H:x:1"}},
+                                            {"data": {"job": "$s0", "data": "a"}}]},
     "expect-grab": {"lib expect-grab": None, "within": 3.0},
     "assign": {"lib assign": {"handle": "H:x:1", "function": "$fn", "data": "x"}},
     "send-together": {"lib send-together": [{"WORK_DATA": {"handle": "H:x:1", "data": "a"}},

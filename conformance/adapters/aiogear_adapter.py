@@ -264,6 +264,8 @@ async def worker(job: dict[str, Any], host: str, port: int) -> None:
                         raise JobRaised(value)  # aiogear sends str(exception)
                     elif kind == "complete":
                         return b(value)
+                    elif kind == "complete-workload":
+                        return got(info.workload)
                 return b""
             finally:
                 if started[0] >= jobs:

@@ -225,6 +225,9 @@ def _work(assigned: gear.WorkerJob, actions: list[dict[str, Any]]) -> None:
         elif kind == "complete":
             assigned.sendWorkComplete(b(value))
             return
+        elif kind == "complete-workload":
+            assigned.sendWorkComplete(assigned.arguments)
+            return
     assigned.sendWorkComplete(b"")
 
 

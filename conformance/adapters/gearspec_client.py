@@ -52,14 +52,20 @@ async def client(job: dict[str, Any], server: str) -> None:
         if "client_id" in job:
             await gearman.set_client_id(b(job["client_id"]))
         if job.get("exceptions"):
-            await gearman.set_option("exceptions")
+            try:
+                await gearman.set_option("exceptions")
+            except GearmanError as error:
+                emit("error", message=str(error))
         jobs = []
         for index, submit in enumerate(job.get("submit", [])):
             jobs.append(await _submit(gearman, index, submit))
         for index, query in enumerate(job.get("status", [])):
             await _status(gearman, index, query, jobs)
         for text in job.get("echo", []):
-            emit("echo", data=await gearman.echo(b(text)))
+            try:
+                emit("echo", data=await gearman.echo(b(text)))
+            except GearmanError as error:
+                emit("error", message=str(error))
         if job.get("wait", True):  # each result as it comes, whatever the jobs' order
             await asyncio.gather(*(_result(index, submitted)
                                    for index, submitted in enumerate(jobs)
@@ -147,6 +153,8 @@ def _handler(actions: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
                 raise RuntimeError(value)
             elif kind == "complete":
                 return b(value)
+            elif kind == "complete-workload":
+                return work.data
         return b""
     return run
 

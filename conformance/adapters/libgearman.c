@@ -783,6 +783,11 @@ static gearman_return_t run_job(gearman_job_st *job, void *context)
             rc = gearman_job_send_complete(job, result.n ? result.p : NULL, result.n);
             if (rc == GEARMAN_SUCCESS)
                 return GEARMAN_SUCCESS;
+        } else if (strcmp(kind, "complete-workload") == 0) {
+            size_t size = gearman_job_workload_size(job);
+            rc = gearman_job_send_complete(job, size ? gearman_job_workload(job) : NULL, size);
+            if (rc == GEARMAN_SUCCESS)
+                return GEARMAN_SUCCESS;
         } else if (strcmp(kind, "fail") == 0) {
             failed_on_purpose = true;
             return GEARMAN_FAIL; /* WORK_FAIL */

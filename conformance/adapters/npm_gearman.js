@@ -32,11 +32,26 @@ function load (name) {
 const gearman = load('gearman')
 const pkg = load('gearman/package.json')
 
-const FEATURES = ['client.background', 'client.priority', 'client.unique', 'client.concurrent',
-  'client.data', 'client.warning', 'client.progress', 'client.exceptions', 'client.status',
+const FEATURES = ['client.created', 'client.background', 'client.priority', 'client.unique',
+  'client.concurrent', 'client.data', 'client.warning', 'client.progress', 'client.exceptions', 'client.status',
   'client.status-unique', 'client.echo', 'client.client-id', 'worker.data', 'worker.warning',
   'worker.status', 'worker.fail', 'worker.exception', 'worker.timeout', 'worker.client-id',
   'binary']
+
+// Exit once everything printed has been handed to the pipe: in Node a write to a pipe
+// is asynchronous, and process.exit() would cut the last (say, a 4 MiB) event short.
+// The name an application would write for these bytes, for an API that encodes names
+// as UTF-8: the bytes read as UTF-8 when they are UTF-8 (else as they are: such a name
+// cannot be sent through this API, and the run shows what the library does with it).
+function utf8Name (latin1) {
+  const raw = Buffer.from(latin1, 'latin1')
+  const text = raw.toString('utf8')
+  return Buffer.from(text, 'utf8').equals(raw) ? text : latin1
+}
+
+function leave (status = 0) {
+  process.stdout.write('', () => process.exit(status))
+}
 
 function emit (event, fields = {}) {
   process.stdout.write(JSON.stringify({ event, ...fields }) + '\n')
@@ -54,7 +69,7 @@ function connection () {
   const options = seconds > 0 ? { timeout: seconds * 1000 } : {}
   const library = gearman(host, Number(port), options)
   let finishing = false
-  const exit = () => process.exit(0)
+  const exit = () => leave(0)
   const finish = () => {
     if (finishing) return
     finishing = true
@@ -115,10 +130,25 @@ async function client (job) {
   const byHandle = new Map() // handle -> [job index]
   const open = new Set() // foreground jobs not ended
   let waitingForEnds = false
-  const ended = (index) => {
+  const ended = (index) => { // the handle is forgotten: a later job may be given it again
     open.delete(index)
+    const handle = handles[index]
+    const rest = (byHandle.get(handle) || []).filter((other) => other !== index)
+    if (rest.length) byHandle.set(handle, rest)
+    else byHandle.delete(handle)
     if (waitingForEnds && open.size === 0) finish()
   }
+  // The job a JOB_CREATED is for is taken as the event comes, not when the awaiting
+  // code resumes: the library delivers the rest of the same read (the job's first
+  // updates, say) before any promise continuation runs.
+  const awaitingCreated = []
+  library.on('JOB_CREATED', (handle) => {
+    const index = awaitingCreated.shift()
+    if (index === undefined) return
+    handles[index] = handle
+    byHandle.set(handle, [...(byHandle.get(handle) || []), index])
+    emit('created', { job: index, handle: text(handle) })
+  })
   const jobsOf = (kind, handle) => {
     const found = byHandle.get(handle)
     if (!found) note(`${kind} for handle ${JSON.stringify(handle)}, which is no job's`)
@@ -172,17 +202,14 @@ async function client (job) {
     const options = { background: !!submit.background, priority: submit.priority || 'normal' }
     if (submit.unique !== undefined) options.unique_id = submit.unique
     if (!submit.background) open.add(index)
+    awaitingCreated.push(index)
     library.submitJob(submit.function, bytes(submit.workload || ''), options)
     const got = await next()
     if (got.kind !== 'JOB_CREATED') {
+      awaitingCreated.splice(awaitingCreated.indexOf(index), 1)
       emit('error', { job: index, message: `${got.args[0]}: ${got.args[1]}` })
       open.delete(index)
-      continue
     }
-    const handle = got.args[0]
-    handles[index] = handle
-    byHandle.set(handle, [...(byHandle.get(handle) || []), index])
-    emit('created', { job: index, handle: text(handle) })
   }
   const queries = job.status || []
   for (let index = 0; index < queries.length; index++) {
@@ -235,7 +262,9 @@ async function worker (job) {
       unique: assigned.unique_id === undefined ? null : text(assigned.unique_id),
       workload: shown(assigned.payload) })
     const handle = assigned.handle
-    const fn = Object.prototype.hasOwnProperty.call(functions, name) ? functions[name] : null
+    // The name as the library decoded it (UTF-8), or as the job wrote it.
+    const key = Object.keys(functions).find((k) => k === name || utf8Name(k) === name)
+    const fn = key === undefined ? null : functions[key]
     if (fn === null) {
       emit('error', { message: `assigned a job for ${JSON.stringify(name)}, not registered` })
       library.sendWorkFail(handle)
@@ -252,6 +281,8 @@ async function worker (job) {
           library.sendWorkException(handle, bytes(value)); ending = true; break
         } else if (kind === 'complete') {
           library.sendWorkComplete(handle, bytes(value)); ending = true; break
+        } else if (kind === 'complete-workload') {
+          library.sendWorkComplete(handle, assigned.payload || Buffer.alloc(0)); ending = true; break
         }
       }
       if (!ending) library.sendWorkComplete(handle, Buffer.alloc(0))
@@ -268,7 +299,7 @@ async function worker (job) {
   await new Promise((resolve) => library.connect(resolve))
   if (job.client_id !== undefined) library.setWorkerId(job.client_id)
   for (const [name, fn] of Object.entries(functions)) {
-    library.addFunction(name, fn.timeout === undefined || fn.timeout === null
+    library.addFunction(utf8Name(name), fn.timeout === undefined || fn.timeout === null
       ? 0 : Number(fn.timeout))
   }
   if (wanted <= 0) finish()
@@ -283,5 +314,5 @@ if (process.argv[2] === 'describe') {
   ;(job.role === 'client' ? client : worker)(job)
 } else {
   process.stderr.write('usage: npm_gearman.js describe|run\n')
-  process.exit(2)
+  leave(2)
 }

@@ -38,6 +38,21 @@ const FEATURES = ['client.background', 'client.priority', 'client.unique', 'clie
   'worker.data', 'worker.fail', 'binary']
 const LINGER = 1000 // ms: how long a leaving application gives the library to send
 
+// Exit once everything printed has been handed to the pipe: in Node a write to a pipe
+// is asynchronous, and process.exit() would cut the last (say, a 4 MiB) event short.
+// The name an application would write for these bytes, for an API that encodes names
+// as UTF-8: the bytes read as UTF-8 when they are UTF-8 (else as they are: such a name
+// cannot be sent through this API, and the run shows what the library does with it).
+function utf8Name (latin1) {
+  const raw = Buffer.from(latin1, 'latin1')
+  const text = raw.toString('utf8')
+  return Buffer.from(text, 'utf8').equals(raw) ? text : latin1
+}
+
+function leave (status = 0) {
+  process.stdout.write('', () => process.exit(status))
+}
+
 function emit (event, fields = {}) {
   process.stdout.write(JSON.stringify({ event, ...fields }) + '\n')
 }
@@ -50,7 +65,7 @@ const sleep = (seconds) => new Promise((resolve) => setTimeout(resolve, seconds 
 
 function unsupported (reason) {
   emit('unsupported', { reason: `node-gearman ${pkg.version}: ${reason}` })
-  process.exit(0)
+  leave(0)
 }
 
 function connection () {
@@ -61,16 +76,16 @@ function connection () {
     if (state.finishing) return
     state.finishing = true
     gearman.close()
-    setTimeout(() => process.exit(0), 200) // in case 'close' does not come
+    setTimeout(() => leave(0), 200) // in case 'close' does not come
   }
   gearman.on('close', () => {
     if (!state.finishing) emit('error', { message: 'the connection closed' })
-    process.exit(0)
+    leave(0)
   })
   gearman.on('error', (error) => { // "Connection is automatically closed": give up, once the
     emit('error', { message: String(error && error.message ? error.message : error) })
     state.finishing = true // jobs it fails as it closes have said so
-    setImmediate(() => process.exit(0))
+    setImmediate(() => leave(0))
   })
   return { gearman, state }
 }
@@ -91,7 +106,7 @@ function client (job) {
   const leave = () => setTimeout(() => {
     note(`no sign from the library that its submits were sent: left after ${LINGER} ms`)
     state.finishing = true
-    process.exit(0)
+    leave(0)
   }, LINGER)
   const ended = (index) => {
     if (!open.delete(index)) return
@@ -104,7 +119,7 @@ function client (job) {
     const options = { background: !!submit.background }
     if (submit.priority && submit.priority !== 'normal') options.priority = submit.priority
     const unique = submit.unique === undefined ? undefined : bytes(submit.unique)
-    const submitted = gearman.submitJob(submit.function, bytes(submit.workload || ''), unique,
+    const submitted = gearman.submitJob(utf8Name(submit.function), bytes(submit.workload || ''), unique,
       options)
     const chunks = []
     submitted.on('data', (chunk) => chunks.push(chunk))
@@ -153,7 +168,7 @@ function worker (job) {
     setTimeout(state.finish, LINGER)
   }
   for (const [name, fn] of Object.entries(functions)) {
-    gearman.registerWorker(name, async (payload, work) => {
+    gearman.registerWorker(utf8Name(name), async (payload, work) => {
       emit('job', { function: name, handle: text(work.handle), unique: null,
         workload: payload === undefined ? '' : shown(payload) })
       if (done >= wanted) { // a job more than asked for: leave without it
@@ -167,6 +182,7 @@ function worker (job) {
         else if (kind === 'sleep') await sleep(Number(value))
         else if (kind === 'fail') { work.error(); ending = true; break }
         else if (kind === 'complete') { work.end(bytes(value)); ending = true; break }
+        else if (kind === 'complete-workload') { work.end(payload); ending = true; break }
       }
       if (!ending) work.end()
       done++
@@ -185,5 +201,5 @@ if (process.argv[2] === 'describe') {
   else worker(job)
 } else {
   process.stderr.write('usage: npm_node_gearman.js describe|run\n')
-  process.exit(2)
+  leave(2)
 }

@@ -267,6 +267,9 @@ sub handler {
             elsif ($kind eq 'complete') {
                 return bytes($value);
             }
+            elsif ($kind eq 'complete-workload') {
+                return $job->arg // '';
+            }
             emit('error', message => "$kind did not reach the server") unless $sent;
         }
         return '';

@@ -318,6 +318,8 @@ function handler(array $actions): Closure
                     return null;
                 case 'complete':
                     return bytes($value);
+                case 'complete-workload':
+                    return $job->workload();
                 default:
                     $sent = true;
             }

@@ -323,6 +323,8 @@ def worker(gearman: Any, fork: Fork, job: dict[str, Any], timeout: float) -> Non
                     raise JobRaised(codec.put(value))
                 elif kind == "complete":
                     return codec.put(value)
+                elif kind == "complete-workload":  # as the fork gave it (str or bytes)
+                    return codec.put("") if current_job.data is None else current_job.data
             return codec.put("")
         return run
 

@@ -17,6 +17,7 @@ from typing import ClassVar
 from conformance.context import Context
 from conformance.events import AppEvent, Closed, Event, Garbage, TimedOut, describe
 from conformance.jobspec import EVENT_NEEDS
+from conformance.jobspec import binary_text as _binary
 from conformance.match import PENDING, Met, Mismatch, Result, Scope, Unmet, seen
 from conformance.nodes import is_null, matcher_data
 from conformance.scenario import Matcher, Step
@@ -33,8 +34,14 @@ class AppReports(Step):
 
     @property
     def needs(self) -> frozenset[str]:  # type: ignore[override]
+        """The feature that tells the application of this event; and ``binary`` when the
+        bytes the case expects it to see are not plain text."""
         feature = EVENT_NEEDS.get(self.event)
-        return frozenset({feature} if feature else ())
+        binary = any(m.value is not None and _binary(m.value.raw.decode("latin-1")
+                                                     if m.value.raw is not None
+                                                     else m.value.text)
+                     for m in self.fields.values())
+        return frozenset({feature} if feature else ()) | ({"binary"} if binary else set())
 
 
 def _read_reports(written: Written) -> AppReports:

@@ -28,6 +28,7 @@ from typing import Any
 
 from conformance.context import Context, HarnessError, failed
 from conformance.events import Closed, Event, TimedOut, describe
+from conformance.jobspec import binary_text
 from conformance.match import PENDING, Met, Result, Scope, Unmet, skip_ignored
 from conformance.nodes import is_null, value_data
 from conformance.scenario import Step, Value
@@ -49,6 +50,17 @@ def _library(written: Written) -> None:
 @dataclass
 class Assign(Step):
     fields: dict[str, Value] = field(default_factory=dict)
+    split: int | None = None  # written in pieces of this many bytes, one write each
+
+    @property
+    def needs(self) -> frozenset[str]:  # type: ignore[override]
+        """A job whose bytes are not plain text needs a library that carries any bytes."""
+        return frozenset({"binary"}) if any(_binary(v) for v in self.fields.values()) \
+            else frozenset()
+
+
+def _binary(value: Value) -> bool:
+    return binary_text(value.raw.decode("latin-1") if value.raw is not None else value.text)
 
 
 def _read_assign(written: Written) -> Assign:
@@ -59,8 +71,10 @@ def _read_assign(written: Written) -> Assign:
     read.keys(spec, written.args, written.where,  # type: ignore[arg-type]
               {"handle", "function", "unique", "reducer", "data"},
               "handle, function, unique, reducer, data")
+    split = int(read.number(written.modifiers["split"], f"{written.where}.split")) \
+        if "split" in written.modifiers else None
     return Assign(written.line, written.conn, written.note,
-                  {k: read.value(v, f"{written.where}.{k}") for k, v in spec.items()})
+                  {k: read.value(v, f"{written.where}.{k}") for k, v in spec.items()}, split)
 
 
 async def _assign(ctx: Context, step: Assign) -> None:
@@ -72,14 +86,20 @@ async def _assign(ctx: Context, step: Assign) -> None:
     if kind == T.JOB_ASSIGN_ALL and "reducer" not in step.fields:
         kind = T.JOB_ASSIGN_UNIQ  # gearmand: JOB_ASSIGN_ALL is for reduce jobs (server.cc)
     args = [ctx.resolve(step.fields.get(name, Value(""))) for name in PACKETS[kind].args]
-    (await ctx.wire(step.conn)).send(encode(kind, *args, magic=Magic.RES))
+    data = encode(kind, *args, magic=Magic.RES)
+    wire = await ctx.wire(step.conn)
+    for start in range(0, len(data), step.split or len(data) or 1):
+        wire.send(data[start:start + (step.split or len(data))])
+        if step.split:
+            await ctx.clock.sleep(0.001)
 
 
-ASSIGN = Verb(name="assign", step=Assign,
+ASSIGN = Verb(name="assign", step=Assign, modifiers=frozenset({"note", "split"}),
               usage="assign: {handle, function, unique, data}: the JOB_ASSIGN* the worker's "
-                    "last grab asks for",
+                    "last grab asks for (split: N writes it N bytes at a time)",
               read=_read_assign,
-              write=lambda step: Form({k: value_data(v) for k, v in step.fields.items()}),
+              write=lambda step: Form({k: value_data(v) for k, v in step.fields.items()},
+                                      modifiers={"split": step.split} if step.split else {}),
               perform=_assign)
 
 

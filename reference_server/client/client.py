@@ -168,8 +168,17 @@ class Client:
         try:
             while True:
                 event = await self.link.next_event()
-                if isinstance(event, Packet):
-                    self._dispatch(event)
+                if not isinstance(event, Packet):
+                    # A server never sends a client text: the stream is not Gearman (or
+                    # no longer in step), and nothing after it can be trusted.
+                    raise ProtocolError(f"the server sent a text line, not a packet: "
+                                        f"{event.raw[:60]!r}")
+                self._dispatch(event)
+                if event.type in _REPLIES:
+                    # Let whoever waited for this answer run before the packets read with
+                    # it are delivered: a submitter learns its handle before its job's
+                    # first updates reach their callbacks.
+                    await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise
         except (ConnectionClosed, ProtocolError, OSError) as error:
@@ -179,7 +188,9 @@ class Client:
         kind = packet.type
         if kind in _REPLIES:
             if not self._waiting:
-                return  # an ERROR nobody asked for
+                if kind == T.ERROR:  # unasked: the jobs it may be about cannot be trusted
+                    self._fail_all(ServerError(packet.args[0], packet.args[1]))
+                return
             _, future, job = self._waiting.popleft()
             if future.done():
                 return

@@ -6,12 +6,15 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from reference_server.client.errors import ServerError
+from reference_server.client.errors import ConnectionClosed, ServerError
 from reference_server.client.link import Link, to_bytes
 from reference_server.client.workload import from_json
-from reference_server.protocol import Packet, PacketType
+from reference_server.protocol import Packet, PacketType, ProtocolError
 
 T = PacketType
+
+
+_ASSIGNMENTS = frozenset({T.JOB_ASSIGN, T.JOB_ASSIGN_UNIQ, T.JOB_ASSIGN_ALL})
 
 
 class WorkerJob:
@@ -89,26 +92,42 @@ class Worker:
         self.link.send(T.CANT_DO, name)
 
     async def work(self, max_jobs: int | None = None) -> None:
-        """Run jobs until ``max_jobs`` are done (forever if None) or the server goes."""
-        while max_jobs is None or self.jobs_done < max_jobs:
-            self.link.send(T.GRAB_JOB_UNIQ)
-            await self.link.drain()
-            event = await self._next_packet()
-            if event.type == T.NO_JOB:
-                self.link.send(T.PRE_SLEEP)
-                await self.link.drain()
-                while (await self._next_packet()).type != T.NOOP:
-                    pass
-            elif event.type in (T.JOB_ASSIGN_UNIQ, T.JOB_ASSIGN, T.JOB_ASSIGN_ALL):
-                await self._run(WorkerJob(self, event))
-            elif event.type == T.ERROR:
-                raise ServerError(event.args[0], event.args[1])
+        """Run jobs until ``max_jobs`` are done (forever if None) or the server goes
+        (``ConnectionClosed``; a stream that is not Gearman is one too).
 
-    async def _next_packet(self) -> Packet:
-        while True:
-            event = await self.link.next_event()
-            if isinstance(event, Packet):
-                return event
+        One grab at a time: a NOOP that crosses a grab is dropped (the next grab comes
+        anyway); after NO_JOB the worker says PRE_SLEEP and waits to be woken, and an
+        assignment that comes instead of the NOOP is run, not thrown away."""
+        while max_jobs is None or self.jobs_done < max_jobs:
+            await self._tell(T.GRAB_JOB_UNIQ)
+            answer = await self._next_packet(skip=T.NOOP)
+            if answer.type == T.NO_JOB:
+                await self._tell(T.PRE_SLEEP)
+                answer = await self._next_packet()
+            if answer.type in _ASSIGNMENTS:
+                await self._run(WorkerJob(self, answer))
+            elif answer.type == T.ERROR:
+                raise ServerError(answer.args[0], answer.args[1])
+
+    async def _tell(self, packet_type: int) -> None:
+        try:
+            self.link.send(packet_type)
+            await self.link.drain()
+        except OSError as error:
+            raise ConnectionClosed(f"the connection failed: {error}") from None
+
+    async def _next_packet(self, skip: int | None = None) -> Packet:
+        try:
+            while True:
+                event = await self.link.next_event()
+                if isinstance(event, Packet) and event.type != skip:
+                    return event
+                if not isinstance(event, Packet):
+                    raise ProtocolError(f"the server sent a text line: {event.raw[:60]!r}")
+        except ProtocolError as error:
+            raise ConnectionClosed(f"the server sent what is not Gearman: {error}") from None
+        except OSError as error:
+            raise ConnectionClosed(f"the connection failed: {error}") from None
 
     async def _run(self, job: WorkerJob) -> None:
         handler = self.handlers.get(job.function)
