@@ -16,6 +16,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from conformance.specs import parse_target
 from conformance.targets import Target, TargetError
@@ -90,18 +91,7 @@ def main(argv: list[str] | None = None, prog: str = "gearspec fuzz") -> int:
                              "its example database in seeded runs)")
         if args.batch < 1 or args.budget <= 0:
             raise UsageError("--batch and --budget must be positive")
-        if args.fuzzer == "parser":
-            specs = []
-        elif args.fuzzer == "client":
-            if args.client is None:
-                raise UsageError("fuzz client needs --client LIBRARY")
-            specs = [f"client:{args.client}"]
-        elif args.fuzzer == "diff":
-            subject = args.target[0] if args.target else "ref"
-            specs = [subject, args.target[1] if len(args.target) > 1 else "gearmand"]
-        else:
-            specs = args.target[:1] or ["ref"]
-        targets = _start(specs, args.fuzzer)
+        targets = _start(_specs(args), args.fuzzer)
     except (UsageError, TargetError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
@@ -135,6 +125,26 @@ def main(argv: list[str] | None = None, prog: str = "gearspec fuzz") -> int:
     finally:
         for target in targets:
             target.stop()
+    _print_campaigns(campaigns, args.fuzzer)
+    return 1 if any(c.failure for c in campaigns) else 0
+
+
+def _specs(args: argparse.Namespace) -> list[str]:
+    """The targets a fuzzer needs: none for the codec, the library for ``client``,
+    two servers for ``diff`` (the second the oracle), one server otherwise."""
+    if args.fuzzer == "parser":
+        return []
+    if args.fuzzer == "client":
+        if args.client is None:
+            raise UsageError("fuzz client needs --client LIBRARY")
+        return [f"client:{args.client}"]
+    if args.fuzzer == "diff":
+        subject = args.target[0] if args.target else "ref"
+        return [subject, args.target[1] if len(args.target) > 1 else "gearmand"]
+    return args.target[:1] or ["ref"]
+
+
+def _print_campaigns(campaigns: list[Any], fuzzer: str) -> None:
     for c in campaigns:
         state = f"FOUND: {c.failure}" if c.failure else "nothing found"
         print(f"{c.fuzzer} against {', '.join(c.targets) or 'the codec'}: {c.examples} examples "
@@ -143,6 +153,5 @@ def main(argv: list[str] | None = None, prog: str = "gearspec fuzz") -> int:
             print(f"  reproducer: {c.saved}  (gearspec run --scenario {c.saved} --target ...)")
     if len(campaigns) > 1:
         examples, seconds = sum(c.examples for c in campaigns), sum(c.seconds for c in campaigns)
-        print(f"{args.fuzzer}: {examples} examples in {seconds:.1f} s "
+        print(f"{fuzzer}: {examples} examples in {seconds:.1f} s "
               f"({examples / seconds if seconds else 0:.0f}/s)")
-    return 1 if any(c.failure for c in campaigns) else 0
