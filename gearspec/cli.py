@@ -21,17 +21,28 @@ def _serve(argv: list[str]) -> int:
     return main(argv, prog="gearspec serve")
 
 
-def _run(argv: list[str]) -> int:
-    from conformance.cli import ERRORS, execute
-
-    prog = "gearspec run"
+def _played(execute: Callable[[list[str], str], tuple[RunResult, Any]],
+            errors: tuple[type[Exception], ...], argv: list[str], prog: str
+            ) -> tuple[RunResult, Any] | int:
+    """A command's run and its arguments, or the exit status when it could not run
+    (a bad argument or target: one line, status 2; an interrupt: 130)."""
     try:
-        result, args = execute(argv, prog)
-    except ERRORS as error:
+        return execute(argv, prog)
+    except errors as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _run(argv: list[str]) -> int:
+    from conformance.cli import ERRORS, execute
+
+    prog = "gearspec run"
+    played = _played(execute, ERRORS, argv, prog)
+    if isinstance(played, int):
+        return played
+    result, args = played
     if args.list:
         print("\n".join(s.id for s in args.chosen))
         return 0
@@ -101,13 +112,10 @@ def _replay(argv: list[str]) -> int:
     from conformance.replay import ERRORS, execute
 
     prog = "gearspec replay"
-    try:
-        result, args = execute(argv, prog)
-    except ERRORS as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    played = _played(execute, ERRORS, argv, prog)
+    if isinstance(played, int):
+        return played
+    result, args = played
     return _render(result, args, prog)
 
 
@@ -129,13 +137,10 @@ def _interop(argv: list[str]) -> int:
     from reports.terminal import FORMATS
 
     prog = "gearspec interop"
-    try:
-        result, args = execute(argv, prog)
-    except ERRORS as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    played = _played(execute, ERRORS, argv, prog)
+    if isinstance(played, int):
+        return played
+    result, args = played
     result.write(args.json)
     print(grid_text(result, FORMATS[args.format]))
     print(f"\nresults: {args.json}\npcaps: {args.pcap_dir}")
