@@ -19,7 +19,7 @@ STAMP   := $(VENV)/.installed
 # the docker: target (the tests start dockerd --iptables=false --bridge=none when needed),
 # openssl for the throwaway TLS certificates.
 APT_PACKAGES := gearman-job-server gearman-tools gearman-server php-cli php-gearman \
-                libgearman-client-perl chromium tshark tcpdump docker.io openssl memcached \
+                libgearman-client-perl libjson-xs-perl chromium tshark tcpdump docker.io openssl memcached \
                 libgearman-dev libjansson-dev gcc nodejs
 # Client libraries under test (conformance/libraries.py), each where its adapter looks:
 # the python-gearman forks all install a module named `gearman`, so each gets a

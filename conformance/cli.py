@@ -4,6 +4,7 @@
     gearspec run --target gearmand --target ref
     gearspec run --target tcp://10.0.0.5:4730 --select 'submit/*'
     gearspec run --target "exec:/opt/myserver -p {port}" --capabilities gearmand-options
+    gearspec run --target gearmand --shard 2/4 --json shard2.json   # one of four machines
 
 This module parses the command line and drives the runner; the ``gearspec``
 command (gearspec/cli.py) then writes the run JSON, prints the summary and
@@ -24,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from conformance import capabilities
+from conformance.coverage import coverage
 from conformance.loader import load_catalog, load_file
 from conformance.runner import RunOptions, run, select, terminal_progress
 from conformance.scenario import SCENARIO_DIR, ScenarioError
-from conformance.specs import parse_target
+from conformance.shards import fingerprint, parse_shard, recorded_durations, shard_of
+from conformance.specs import mode_of, parse_target
 from conformance.targets import TargetError
 from reference_server.usage import Parser, UsageError
 from results import RunResult
@@ -79,6 +82,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     add("--scenarios", type=Path, default=SCENARIO_DIR, help="scenario directory")
     add("--scenario", type=Path, action="append", default=[], metavar="FILE",
         help="play this scenario file (e.g. a fuzz finding) instead of the catalog; repeatable")
+    add("--shard", type=parse_shard, default=None, metavar="K/N",
+        help="play only shard K of N of the selection (the same cases on every machine; "
+             "merge the shards with gearspec report --merge)")
+    add("--durations", type=Path, default=None, metavar="RUN.json",
+        help="balance --shard by the durations of this earlier run (else by count)")
     add("--list", action="store_true", help="list the selected case ids and exit")
     add("--format", choices=["plain", "github", "markdown"], default="plain",
         help="table style of the summary")
@@ -154,9 +162,17 @@ def execute(argv: list[str], prog: str = "gearspec run") -> tuple[RunResult, arg
         catalog = [s for path in args.scenario for s in load_file(path, path.parent)]
     else:
         catalog = load_catalog(args.scenarios)
-    chosen = select(catalog, args.select, args.exclude)
-    if not chosen:
+    selection = select(catalog, args.select, args.exclude)
+    if not selection:
         raise UsageError("no scenario matches the selection")
+    if args.durations and not args.shard:
+        raise UsageError("--durations balances shards: give --shard K/N too")
+    chosen = selection
+    if args.shard:  # a shard may be empty (more shards than cases): an empty run
+        durations = recorded_durations(args.durations) if args.durations else None
+        modes = {mode_of(spec) for spec in specs}  # split only what these targets play
+        chosen = shard_of([s for s in selection if s.mode in modes], args.shard, durations)
+    options.shard, options.catalog = str(args.shard or ""), fingerprint(catalog)
     args.chosen = chosen
     if args.list:
         return RunResult(started="", scenarios=[]), args
@@ -167,6 +183,8 @@ def execute(argv: list[str], prog: str = "gearspec run") -> tuple[RunResult, arg
     result = asyncio.run(run(chosen, [(s, extra[s]) for s in specs], options,
                              terminal_progress, {s.id for s in catalog},
                              check_baselines=not args.scenario))
+    if args.shard:  # what the cases cover is the whole selection's, in every shard
+        result.coverage = coverage([s for s in selection if s.mode == "server"])
     return result, args
 
 

@@ -31,6 +31,7 @@ from conformance.events import AppEvent, Closed, Garbage
 from conformance.interop import TESTS, Interop, InteropTest
 from conformance.libraries import parse_library
 from conformance.library import AppWire, LibraryTarget, spawn_adapter
+from conformance.relay import Relay
 from conformance.runner import pcap_path, write_capture
 from conformance.specs import parse_target
 from conformance.targets import Target
@@ -42,9 +43,9 @@ from results import CaseResult, Failure, RunResult, ScenarioInfo, TargetInfo, Ve
 SERVERS = ["gearmand", "perl", "gear", "ref"]
 WORKER_FALLBACK = "libgearman"  # plays the worker where the client's library cannot
 QUEUE = ["-q", "libsqlite3", "--libsqlite3-db", "{workdir}/queue.db"]  # for the Q test
-BUDGET = 8.0  # seconds of silence (no event, no byte, no CPU) before the libraries are stuck
-BUSY_TICKS = 3  # CPU ticks (10 ms) between two looks (0.25 s apart) that mean busy
-CAPTURE_LIMIT = 1 << 20  # bytes of each connection and direction kept for the pcap
+BUDGET = 8.0  # seconds without progress (no event, no bulk data, no one working): stuck
+BUSY_SPAN = 1.0  # a process seen runnable at every look for this long is working
+AWAY = 1.0  # looks (0.25 s apart) further apart than this: the harness itself was held up
 TEST_LIMIT = 180.0  # a test that keeps talking but never ends: stopped at this
 
 
@@ -57,66 +58,6 @@ class Options:
     select: str = ""  # test letters to play ("" = all)
     # Captures to write once every cell is done (only tests that did not pass).
     captures: list[tuple[Path, Transcript, CaseResult]] = field(default_factory=list)
-
-
-class Relay:
-    """A port between the libraries and the server: every byte forwarded, and kept
-    (per connection, both ways) for the test's capture."""
-
-    def __init__(self, upstream: Target, transcript: Transcript) -> None:
-        self.upstream, self.transcript = upstream, transcript
-        self.server: asyncio.base_events.Server | None = None
-        self.writers: list[asyncio.StreamWriter] = []
-        self.pipes: list[asyncio.Future[Any]] = []
-        self.last = time.monotonic()  # when a byte last crossed (a hang is silence)
-
-    async def open(self) -> tuple[str, int]:
-        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        return "127.0.0.1", self.server.sockets[0].getsockname()[1]
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        stream = self.transcript.new_stream()
-        conn = f"tcp{stream}"
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.upstream.address)
-        except OSError as error:  # the server is down (restarting): the library retries
-            self.transcript.note(conn, f"refused: {error}")
-            writer.close()
-            return
-        self.writers += [writer, up_writer]
-        self.transcript.record(stream, conn, "send", "open")
-        self.transcript.add(conn, "event", "open", "a library connected to the server")
-        pipes = asyncio.gather(self._pipe(reader, up_writer, stream, conn, "send"),
-                               self._pipe(up_reader, writer, stream, conn, "recv"))
-        self.pipes.append(pipes)
-        with contextlib.suppress(asyncio.CancelledError):
-            await pipes
-
-    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter,
-                    stream: int, conn: str, direction: str) -> None:
-        kept = 0
-        with contextlib.suppress(ConnectionError, OSError):
-            while (data := await source.read(1 << 16)) and not sink.is_closing():
-                if kept < CAPTURE_LIMIT:  # a 16 MiB test's capture: its first MiB
-                    self.transcript.record(stream, conn, direction, "data",
-                                           data[:CAPTURE_LIMIT - kept])
-                    kept += len(data)
-                    if kept >= CAPTURE_LIMIT:
-                        self.transcript.note(conn, f"the capture keeps the first "
-                                                   f"{CAPTURE_LIMIT >> 20} MiB {direction}")
-                self.last = time.monotonic()
-                sink.write(data)
-                await sink.drain()
-        self.transcript.record(stream, conn, direction, "eof")
-        sink.close()  # one side gone: the other sees the close, as without the relay
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        for pipes in self.pipes:
-            pipes.cancel()
-        for writer in self.writers:
-            writer.close()
 
 
 class AdapterSession:
@@ -141,8 +82,9 @@ class AdapterSession:
     async def event(self, name: str, *, within: float) -> AppEvent:
         """The next event called ``name`` (``*``: any) the application saw; earlier
         others are passed over (they are in the transcript).  ``within``: how long
-        nothing may happen, no event and no byte through the relay, before the
-        libraries are taken to be stuck (a 16 MiB transfer is slow, not stuck)."""
+        nothing may happen (no event, no bulk data through the relay, no process
+        working: ``last_activity``) before the libraries are taken to be stuck (a
+        16 MiB transfer is slow, not stuck)."""
         assert self.wire is not None
         while True:
             event = await self.wire.next(time.monotonic() + 0.25)
@@ -151,7 +93,8 @@ class AdapterSession:
                     raise Interop(-1, f"{self.name}: {name}", "the adapter ended")
                 if time.monotonic() - self.trial.last_activity() > within:
                     raise Interop(-1, f"{self.name}: {name}",
-                                  f"nothing for {within:.0f} s (no event, no traffic)")
+                                  f"no progress for {within:.0f} s (no event, no workload "
+                                  "moving, no one working)")
                 continue
             self.wire.take()
             self.trial.active = time.monotonic()
@@ -201,13 +144,21 @@ class AdapterSession:
                 data.decode("utf-8", "replace").splitlines()[-30:]]
 
 
-def _cpu_ticks(pid: int) -> int:
-    """User and system CPU time a process has used, in clock ticks (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0
-    return int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat
+def _runnable(pid: int) -> bool:
+    """Whether any thread of a process is running or waiting only for a CPU (or the
+    disk): state R or D.  A library waiting for an answer sleeps (S); one parsing
+    16 MiB of JSON, a server storing it in a thread of its own (geard), or either
+    starved by the machine's load, is runnable.  (CPU time would not do: gear's
+    client polls and uses a third of a CPU while it waits, and a starved process
+    uses none.)"""
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state in ("R", "D"):
+            return True
+    return False
 
 
 class Unplayable(Exception):
@@ -229,20 +180,28 @@ class CellTrial:
     address: tuple[str, int] = ("127.0.0.1", 0)
     relay: Relay | None = None
     active: float = field(default_factory=time.monotonic)  # the last adapter event
-    ticks: int = 0  # the adapters' CPU time when last looked at
+    busy: dict[int, float] = field(default_factory=dict)  # pid: runnable since
+    looked: float = field(default_factory=time.monotonic)  # the last look at activity
     folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="gearspec-io-")))
 
     def last_activity(self) -> float:
-        """When anything last happened: an event, a byte through the relay, or CPU time
-        used by an adapter (Perl's JSON::PP takes seconds over a 16 MiB workload, in
-        silence), or by the server.  Libraries waiting for an answer that never comes
-        do none of these."""
+        """When anything last happened: an event, a byte through the relay, or an
+        adapter or the server working (runnable at every look for ``BUSY_SPAN``):
+        Perl's JSON::PP takes seconds over a 16 MiB workload, in silence, and so does
+        a server storing it.  Libraries waiting for an answer that never comes do
+        none of these.  Time the harness spent away (its own loop held up by another
+        cell's 16 MiB, or the machine's load) is not silence: nobody was listening."""
+        now = time.monotonic()
+        if now - self.looked > AWAY:
+            self.active = now
+        self.looked = now
         pids = [s.process.pid for s in self.sessions if s.process] + \
-            ([self.server.pid] if self.server.pid else [])  # a server busy with 16 MiB
-        ticks = sum(_cpu_ticks(pid) for pid in pids)
-        if ticks - self.ticks >= BUSY_TICKS:  # working, not a poll loop's wake-ups
-            self.active = time.monotonic()
-        self.ticks = ticks
+            ([self.server.pid] if self.server.pid else [])
+        for pid in pids:
+            if not _runnable(pid):
+                self.busy.pop(pid, None)
+            elif now - self.busy.setdefault(pid, now) >= BUSY_SPAN:
+                self.active = now
         return max(self.active, self.relay.last if self.relay else 0.0)
 
     def function(self, name: str) -> str:
@@ -258,6 +217,7 @@ class CellTrial:
         session = AdapterSession(name, library, job, self)
         self.sessions.append(session)
         await session.start(self.address, self.folder)
+        self.active = time.monotonic()  # a new adapter gets the whole budget to show itself
         return session
 
     async def client(self, job: dict[str, Any], name: str = "client") -> AdapterSession:
@@ -273,6 +233,7 @@ class CellTrial:
     async def restart_server(self) -> None:
         self.transcript.note("server", "restarting the server")
         await asyncio.to_thread(self.server.restart)
+        self.active = time.monotonic()  # the libraries' reconnecting starts now
 
     async def finish(self) -> list[str]:
         log = []
@@ -333,7 +294,8 @@ async def _server(spec: str, options: list[str]) -> Target:
 
 async def play_cell(client: str, server_spec: str, options: Options) -> list[CaseResult]:
     """Every test of one pair, one after another, on a server of its own (each test
-    with its own function names), judged by the pair's baseline."""
+    with its own function names; restarted after a test that failed), judged by the
+    pair's baseline."""
     pair = pair_name(client, server_spec)
     baseline = baseline_for(f"interop-{pair}", options.baseline_dir)
     check_ids(baseline, {test.id for test in TESTS.values()})
@@ -361,6 +323,12 @@ async def play_cell(client: str, server_spec: str, options: Options) -> list[Cas
             results.append(result := await one(test))
             if not server.alive(settle=0.2):  # the test brought the server down
                 result.message += f" (the server died: {server.exit_status()}; restarted)"
+                await asyncio.to_thread(server.restart)
+            elif result.verdict in (Verdict.FAIL, Verdict.ERROR) and \
+                    "restart" in server.capabilities:  # (a tcp:// server is as it is)
+                # A test that did not end leaves jobs, workers and half-read workloads
+                # behind (geard still chewing a 16 MiB job it will never hand out):
+                # the next test starts on a server with nothing of it left.
                 await asyncio.to_thread(server.restart)
     finally:
         await asyncio.to_thread(server.stop)

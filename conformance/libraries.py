@@ -118,8 +118,8 @@ KNOWN: dict[str, Known] = {known.name: known for known in (
           _program("php", ["-r", "exit(extension_loaded('gearman') ? 0 : 1);"],
                    "apt-get install php-cli php-gearman")),
     Known("perl", lambda: ["perl", str(ADAPTERS / "perl_gearman.pl")],
-          _program("perl", ["-MGearman::Client", "-MGearman::Worker", "-e", "1"],
-                   "apt-get install libgearman-client-perl")),
+          _program("perl", ["-MGearman::Client", "-MGearman::Worker", "-MJSON::XS", "-e", "1"],
+                   "apt-get install libgearman-client-perl libjson-xs-perl")),
     Known("gear", _python("gear_adapter.py"),
           lambda: None if _imports(sys.executable, "gear") else
           "not installed here (pip install gear: make setup does it)"),

@@ -68,6 +68,10 @@ class RunOptions:
     # baseline that judges it instead of its kind's.
     capabilities: dict[str, frozenset[str]] = field(default_factory=dict)
     baselines: dict[str, str] = field(default_factory=dict)
+    # Recorded for ``gearspec report --merge``: which shard this is ("K/N", "" for a
+    # whole run) and the fingerprint of the catalog it was cut from.
+    shard: str = ""
+    catalog: str = ""
 
     @property
     def tls_settings(self) -> TLSSettings:
@@ -343,7 +347,8 @@ def new_run(scenarios: list[Scenario], options: RunOptions) -> RunResult:
         options={"jobs": options.jobs, "timeout_factor": options.timeout_factor,
                  "strict": options.strict, "require_all": options.require_all,
                  "select": options.select, "exclude": options.exclude,
-                 "run_id": secrets.token_hex(2)},
+                 "run_id": secrets.token_hex(2), "shard": options.shard,
+                 "catalog": options.catalog},
         scenarios=[ScenarioInfo(s.id, s.title, s.level, s.source, s.requirement, s.sections,
                                 s.file, s.line, [t.source for t in s.steps]) for s in scenarios],
         coverage=coverage([s for s in scenarios if s.mode == "server"]))

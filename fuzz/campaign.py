@@ -10,15 +10,17 @@ run --scenario FILE --target ...`` replays.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import SkipTest
 
 from hypothesis import HealthCheck, Phase, given, seed, settings
-from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.stateful import run_state_machine_as_test
 
 from conformance.runner import how_it_ended
@@ -28,6 +30,7 @@ from conformance.writer import dump
 from fuzz import client, diff, model, server
 from fuzz.known import KnownFinding
 from fuzz.parser import PROPERTIES
+from fuzz.shared import Store, claim, example_database
 
 
 @dataclass
@@ -40,7 +43,8 @@ class Campaign:
     base_seed: int = 0
     batch: int = 100  # examples per round
     derandomize: bool = False  # one fixed round, as CI runs it
-    database: Path | None = None
+    database: Store | None = None  # a folder, or a Redis shared by many campaigns
+    replay_only: bool = False  # only the database's examples, none new
     show_progress: bool = False
     examples: int = 0
     seconds: float = 0.0
@@ -48,6 +52,7 @@ class Campaign:
     failure: str | None = None
     finding: Scenario | None = None
     saved: Path | None = None
+    saved_before: str | None = None  # another campaign saved this finding first: where
     failing: int = 0  # failing examples seen while shrinking
     _last_shown: float = 0.0
     _began: float = 0.0
@@ -57,13 +62,14 @@ class Campaign:
         return self.examples / self.seconds if self.seconds else 0.0
 
     def settings(self) -> settings:
-        db = DirectoryBasedExampleDatabase(str(self.database)) if self.database else None
         # No "explain" phase: it traces every line the test runs, which for a test
         # that talks to a server over sockets costs minutes and says little.
+        phases = [Phase.reuse, Phase.shrink] if self.replay_only else \
+            [p for p in Phase if p != Phase.explain]
         return settings(max_examples=self.batch, deadline=None, derandomize=self.derandomize,
-                        database=db, suppress_health_check=list(HealthCheck),
-                        stateful_step_count=25, print_blob=True,
-                        phases=[p for p in Phase if p != Phase.explain])
+                        database=example_database(self.database),
+                        suppress_health_check=list(HealthCheck),
+                        stateful_step_count=25, print_blob=True, phases=phases)
 
     def tick(self) -> None:
         """Count one example, and now and then show progress on stderr."""
@@ -93,11 +99,15 @@ class Campaign:
             round_test = test if self.database else seed(self.base_seed + self.rounds - 1)(test)
             try:
                 round_test()
+            except SkipTest:  # --replay of a database that holds nothing: nothing to find
+                if not self.replay_only:
+                    raise
             except Exception as error:  # any way the test fails is a finding
                 self.failure = _describe(error)[:500]
             finally:
                 self.seconds = time.monotonic() - started
-            if self.failure or self.derandomize or self.seconds >= self.budget:
+            if self.failure or self.derandomize or self.replay_only or \
+                    self.seconds >= self.budget:
                 break
         if self.show_progress:
             print(file=sys.stderr)
@@ -233,11 +243,19 @@ def _short(record: list[list[diff.Seen]], index: int) -> str:
 
 
 def save(campaign: Campaign, directory: Path) -> Path | None:
-    """Write the finding (if any) as a scenario file; returns its path."""
+    """Write the finding (if any) as a scenario file; returns its path.  With a
+    shared database, only the first campaign to find it writes it; the others
+    learn where it is (``saved_before``)."""
     if campaign.finding is None:
         return None
+    path = directory / f"{campaign.fuzzer}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.yaml"
+    if campaign.database is not None and campaign.database.shared:
+        # The same finding whatever its id (a count of the campaign's examples).
+        same = dump([dataclasses.replace(campaign.finding, id="finding")], "")
+        campaign.saved_before = claim(campaign.database, same, path.resolve())
+        if campaign.saved_before is not None:
+            return None
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{campaign.fuzzer}-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
     path.write_text(dump([campaign.finding], f"Found by gearspec fuzz {campaign.fuzzer} "
                                              f"against {', '.join(campaign.targets)}"))
     campaign.saved = path

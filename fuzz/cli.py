@@ -31,6 +31,7 @@ from fuzz.campaign import (
 )
 from fuzz.known import known_for
 from fuzz.parser import PROPERTIES
+from fuzz.shared import parse_store
 from reference_server.usage import Parser, UsageError
 
 
@@ -56,9 +57,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=100, help="examples per round")
     parser.add_argument("--derandomize", action="store_true",
                         help="one fixed round, as CI runs it")
-    parser.add_argument("--db", type=Path, default=None,
-                        help="hypothesis example database folder, kept between campaigns: "
-                             "its examples run first, and findings are added to it")
+    parser.add_argument("--db", type=parse_store, default=None, metavar="FOLDER|redis://H:P/N",
+                        help="hypothesis example database, kept between campaigns: its "
+                             "examples run first, and findings are added to it; a Redis URL "
+                             "shares them (and the findings) among campaigns on many machines")
+    parser.add_argument("--replay", action="store_true",
+                        help="with --db: only replay the database's examples, try none new")
     parser.add_argument("--include-known", action="store_true",
                         help="server: also generate inputs that trigger findings already "
                              "recorded in the target's baseline (left out by default)")
@@ -89,6 +93,8 @@ def main(argv: list[str] | None = None, prog: str = "gearspec fuzz") -> int:
         if args.db is not None and (args.derandomize or args.seed is not None):
             raise UsageError("--db cannot go with --seed or --derandomize (hypothesis ignores "
                              "its example database in seeded runs)")
+        if args.replay and args.db is None:
+            raise UsageError("--replay replays an example database: give --db too")
         if args.batch < 1 or args.budget <= 0:
             raise UsageError("--batch and --budget must be positive")
         targets = _start(_specs(args), args.fuzzer)
@@ -103,6 +109,7 @@ def main(argv: list[str] | None = None, prog: str = "gearspec fuzz") -> int:
                                 [t.name for t in targets], budget=args.budget / len(names),
                                 base_seed=args.seed or 0, batch=args.batch,
                                 derandomize=args.derandomize, database=args.db,
+                                replay_only=args.replay,
                                 show_progress=sys.stderr.isatty())
             if args.fuzzer == "parser":
                 test = parser_test(campaign, name)
@@ -151,6 +158,8 @@ def _print_campaigns(campaigns: list[Any], fuzzer: str) -> None:
               f"in {c.seconds:.1f} s ({c.rate:.0f}/s), {c.rounds} rounds, {state}")
         if c.saved:
             print(f"  reproducer: {c.saved}  (gearspec run --scenario {c.saved} --target ...)")
+        elif c.saved_before:
+            print(f"  found before, saved by another campaign: {c.saved_before}")
     if len(campaigns) > 1:
         examples, seconds = sum(c.examples for c in campaigns), sum(c.seconds for c in campaigns)
         print(f"{fuzzer}: {examples} examples in {seconds:.1f} s "

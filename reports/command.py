@@ -2,6 +2,7 @@
 
     gearspec report reports/latest/run.json [--out DIR] [--junit FILE] [--bench FILE]
     gearspec report --compare OLD.json NEW.json [--out DIR]
+    gearspec report --merge A.json B.json ... [--json MERGED.json] [--out DIR] [--junit FILE]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from reports.html import render, render_compare
 from reports.junit import write_junit
 from reports.terminal import FORMATS, summary
 from results import RunResult
+from results.merge import merge
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,6 +47,10 @@ def main(argv: list[str], prog: str = "gearspec report") -> int:
     parser = _Parser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("run", nargs="?", type=Path, help="a run JSON written by gearspec run")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("OLD", "NEW"))
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="RUN",
+                        help="shards (gearspec run --shard) or runs of other targets of one "
+                             "catalog, as one run")
+    parser.add_argument("--json", type=Path, help="with --merge: write the merged run JSON")
     parser.add_argument("--out", type=Path, default=Path("reports/latest"))
     parser.add_argument("--junit", type=Path, help="also write JUnit XML here")
     parser.add_argument("--bench", type=Path, help="a gearspec bench --json file to chart")
@@ -60,16 +66,23 @@ def main(argv: list[str], prog: str = "gearspec report") -> int:
                            tablefmt=FORMATS[args.format]) if rows else "no differences")
             print(f"\nreport: {render_compare(changes, old, new, args.out)}")
             return 1 if any(c["kind"] == "new failure" for c in changes) else 0
-        if args.run is None:
-            raise ValueError("give a run JSON, or --compare OLD NEW")
-        run = load_run(args.run)
+        if args.merge:
+            run = merge([(str(path), load_run(path)) for path in
+                         ([args.run] if args.run else []) + args.merge])
+        elif args.run is None:
+            raise ValueError("give a run JSON, --compare OLD NEW or --merge RUN ...")
+        else:
+            run = load_run(args.run)
         bench = load_bench(args.bench) if args.bench else None
-    except ValueError as error:
+    except ValueError as error:  # MergeError too
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
+    if args.json:
+        run.write(args.json)
+        print(f"results: {args.json}")
     print(summary(run, args.format))
     if args.junit:
         write_junit(run, args.junit)
         print(f"junit: {args.junit}")
     print(f"report: {render(run, args.out, bench)}")
-    return 0
+    return 1 if args.merge and run.unexpected else 0

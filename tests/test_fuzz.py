@@ -24,6 +24,7 @@ from fuzz import diff, server
 from fuzz.campaign import Campaign, diff_test, model_test, parser_test, save, server_test
 from fuzz.known import KNOWN, known_for, triggers
 from fuzz.parser import PROPERTIES
+from fuzz.shared import Store
 from fuzz.strategies import REQUEST_TYPES, WIRE_TYPES, names
 from reference_server.client import Admin
 from reference_server.protocol import PACKETS, PacketType, encode, frame
@@ -240,10 +241,10 @@ def test_example_database_replays_a_finding_first(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(codec, "Decoder", MisSplittingDecoder)
     monkeypatch.setattr("fuzz.parser.Decoder", MisSplittingDecoder)
-    first = Campaign("round-trip", [], batch=400, database=tmp_path / "db")
+    first = Campaign("round-trip", [], batch=400, database=Store(str(tmp_path / "db")))
     first.run(parser_test(first, "round-trip"))
     assert first.failure is not None and any((tmp_path / "db").iterdir())
-    again = Campaign("round-trip", [], batch=400, database=tmp_path / "db")
+    again = Campaign("round-trip", [], batch=400, database=Store(str(tmp_path / "db")))
     again.run(parser_test(again, "round-trip"))
     assert again.failure == first.failure
     assert again.examples < first.examples  # the saved example ran first, then shrank
