@@ -52,11 +52,9 @@ def fingerprint(catalog: list[Scenario]) -> str:
 def recorded_durations(path: Path) -> dict[str, float]:
     """Each case's duration in an earlier run JSON (the mean over its targets)."""
     try:
-        run = RunResult.from_json(path.read_text())
-    except OSError as error:
-        raise UsageError(f"cannot read {path}: {error.strerror}") from None
-    except (ValueError, KeyError, TypeError) as error:
-        raise UsageError(f"{path} is not a gearspec run file ({error})") from None
+        run = RunResult.read(path)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     seen: dict[str, list[float]] = {}
     for result in run.results:
         seen.setdefault(result.scenario, []).append(result.duration)

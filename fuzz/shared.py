@@ -44,7 +44,8 @@ def parse_store(text: str) -> Store:
     if not text.startswith("redis://"):
         return Store(str(Path(text)))
     parts = urlsplit(text)
-    if not parts.hostname or (parts.path.strip("/") and not parts.path.strip("/").isdigit()):
+    number = parts.path.strip("/")
+    if not parts.hostname or (number and not number.isdigit()):
         raise UsageError(f"--db wants a folder or redis://HOST:PORT/N, got {text!r}")
     try:
         _redis(Store(text)).ping()

@@ -27,15 +27,6 @@ class _Parser(argparse.ArgumentParser):
         raise ValueError(message)
 
 
-def load_run(path: Path) -> RunResult:
-    try:
-        return RunResult.from_json(path.read_text())
-    except OSError as error:
-        raise ValueError(f"cannot read {path}: {error.strerror}") from None
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path} is not a gearspec run file ({error})") from None
-
-
 def load_bench(path: Path) -> dict:  # type: ignore[type-arg]
     try:
         return json.loads(path.read_text())  # type: ignore[no-any-return]
@@ -58,7 +49,7 @@ def main(argv: list[str], prog: str = "gearspec report") -> int:
     try:
         args = parser.parse_args(argv)
         if args.compare:
-            old, new = (load_run(p) for p in args.compare)
+            old, new = (RunResult.read(p) for p in args.compare)
             changes = compare(old, new)
             rows = [[c["kind"], c["target"], c["scenario"], c["old"] or "", c["new"] or ""]
                     for c in changes]
@@ -67,12 +58,12 @@ def main(argv: list[str], prog: str = "gearspec report") -> int:
             print(f"\nreport: {render_compare(changes, old, new, args.out)}")
             return 1 if any(c["kind"] == "new failure" for c in changes) else 0
         if args.merge:
-            run = merge([(str(path), load_run(path)) for path in
+            run = merge([(str(path), RunResult.read(path)) for path in
                          ([args.run] if args.run else []) + args.merge])
         elif args.run is None:
             raise ValueError("give a run JSON, --compare OLD NEW or --merge RUN ...")
         else:
-            run = load_run(args.run)
+            run = RunResult.read(args.run)
         bench = load_bench(args.bench) if args.bench else None
     except ValueError as error:  # MergeError too
         print(f"{prog}: error: {error}", file=sys.stderr)

@@ -167,6 +167,16 @@ class RunResult:
         path.write_text(self.to_json())
 
     @classmethod
+    def read(cls, path: Path) -> RunResult:
+        """A run JSON from a file; a ``ValueError`` saying why it cannot be read."""
+        try:
+            return cls.from_json(path.read_text())
+        except OSError as error:
+            raise ValueError(f"cannot read {path}: {error.strerror}") from None
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path} is not a gearspec run file ({error})") from None
+
+    @classmethod
     def from_json(cls, text: str) -> RunResult:
         data = json.loads(text)
         if data.pop("schema", None) != SCHEMA:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.test_fuzz import PLANTED, ROOT
 
@@ -21,8 +22,7 @@ REDIS = "redis://127.0.0.1:6379"
 DB = 13  # this test's own Redis database, emptied first
 
 
-def _redis():  # type: ignore[no-untyped-def]
-    redis = pytest.importorskip("redis")
+def _redis() -> redis.Redis:
     client = redis.Redis(host="127.0.0.1", port=6379, db=DB, socket_connect_timeout=2)
     try:
         client.ping()
