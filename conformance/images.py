@@ -1,10 +1,12 @@
-"""``gearspec docker build {gearmand,perl,ref}``: server images without a registry.
+"""``gearspec docker build {gearmand,perl,ref,gearspec}``: images without a registry.
 
 Each image is a root filesystem of what is installed here (the server, the
 shared libraries ``ldd`` says it needs, the interpreter and modules for the
 Perl server and our own), written as a tar and imported with the engine
 (``docker import``, the SDK's ``import_image_from_file``): nothing is pulled.
-Labels tell the ``docker:`` target how to run it (``conformance/containers.py``).
+Labels tell the ``docker:`` target how to run a server image
+(``conformance/containers.py``).  ``gearspec`` is the harness itself, for a CI
+that runs containers: its entrypoint is ``gearspec``.
 """
 
 from __future__ import annotations
@@ -156,7 +158,58 @@ def ref_image() -> tuple[list[Path], list[str], dict[str, str], str]:
     return files, ["/tmp"], labels, f"gearspec/ref:{__version__}"
 
 
-IMAGES = {"gearmand": gearmand_image, "perl": perl_image, "ref": ref_image}
+#: What the harness needs beyond the project's own dependencies: hypothesis, for
+#: ``gearspec fuzz`` in the image (a test extra on the host).
+HARNESS_EXTRAS = ("hypothesis",)
+
+
+def distribution_files(names: Iterable[str]) -> tuple[list[Path], list[str]]:
+    """Every file of these installed distributions and of what they require (not
+    their extras), metadata included so that versions read the same inside; and the
+    folders they are installed in, for PYTHONPATH."""
+    from importlib import metadata
+
+    files: list[Path] = []
+    folders: list[str] = []
+    todo, done = list(names), set()
+    while todo:
+        name = re.split(r"[\s;<>=!~\[(]", todo.pop(), maxsplit=1)[0].lower().replace("_", "-")
+        if name in done:
+            continue
+        done.add(name)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # a platform-only requirement (uvloop on Windows...)
+        todo += [r for r in dist.requires or [] if "extra ==" not in r]
+        if name != "gearspec":  # an editable install here: the project is copied whole
+            folder = str(dist.locate_file(""))
+            # Not the scripts RECORD lists as ../../../bin/...: the image runs -m gearspec.
+            files += [Path(os.path.normpath(str(dist.locate_file(f)))) for f in dist.files or []
+                      if "__pycache__" not in f.parts and ".." not in f.parts]
+            if folder not in folders:
+                folders.append(folder)
+    return files, folders
+
+
+def harness_image() -> tuple[list[Path], list[str], dict[str, str], str]:
+    """gearspec itself: ``docker run --network host gearspec/gearspec:V run --target
+    tcp://127.0.0.1:4730``, writing its reports under the mounted ``/out``."""
+    python = Path(sys.executable).resolve()
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stdlib = Path(sys.base_prefix) / "lib" / f"python{version}"
+    installed, folders = distribution_files(["gearspec", *HARNESS_EXTRAS])
+    labels = {"org.gearspec.pythonpath": ":".join([str(ROOT), *folders]),
+              "org.gearspec.entrypoint": json.dumps([str(python), "-m", "gearspec"])}
+    extensions = sorted((stdlib / "lib-dynload").glob("*.so"))
+    project = [ROOT / name for name in ("gearspec", "conformance", "reference_server",
+                                        "results", "reports", "fuzz")]
+    return ([*_with_libraries([python, *extensions, *installed]), stdlib, *project],
+            ["/tmp", "/out"], labels, f"gearspec/gearspec:{__version__}")
+
+
+IMAGES = {"gearmand": gearmand_image, "perl": perl_image, "ref": ref_image,
+          "gearspec": harness_image}
 
 
 def build(kind: str) -> str:
@@ -179,6 +232,8 @@ def build(kind: str) -> str:
         changes = [f"LABEL {key}={json.dumps(value)}" for key, value in labels.items()]
         if "org.gearspec.pythonpath" in labels:
             changes.append(f"ENV PYTHONPATH={labels['org.gearspec.pythonpath']}")
+        if "org.gearspec.entrypoint" in labels:
+            changes += [f"ENTRYPOINT {labels['org.gearspec.entrypoint']}", "WORKDIR /out"]
         repository, _, version = tag.partition(":")
         try:
             previous = engine.images.get(tag).id
@@ -201,7 +256,8 @@ def build(kind: str) -> str:
 def main(argv: list[str] | None = None, prog: str = "gearspec docker") -> int:
     parser = Parser(prog=prog, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    make = commands.add_parser("build", help="build server images from what is installed")
+    make = commands.add_parser("build", help="build server images, or the harness's "
+                               "(gearspec), from what is installed")
     make.add_argument("kind", nargs="+", choices=sorted(IMAGES))
     try:
         args = parser.parse_args(argv)

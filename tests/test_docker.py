@@ -24,6 +24,7 @@ from conformance.containers import OWNER_LABEL, DockerTarget, ensure_engine, par
 from conformance.durability import QUEUES
 from conformance.loader import load_catalog, load_file
 from conformance.runner import RunOptions, run
+from conformance.specs import parse_target
 from conformance.targets import TargetError
 from reference_server.protocol import Decoder, Packet, PacketType, encode
 from results import RunResult, Verdict
@@ -227,4 +228,38 @@ def test_the_ref_image_carries_every_queue_driver(engine: Any, queue: str) -> No
             while (reply := decoder.next_event()) is None:
                 decoder.feed(sock.recv(4096))
         assert isinstance(reply, Packet) and reply.type == PacketType.JOB_CREATED, reply
+    assert ours(engine) == []
+
+
+@pytest.mark.parametrize(("judge", "status"), [("ref", 0), ("gearmand", 1)])
+def test_the_harness_image_runs_the_catalog_like_the_host(engine: Any, tmp_path: Path,
+                                                          judge: str, status: int) -> None:
+    """``gearspec docker build gearspec``: the harness in a container, on the host's
+    network, against a server outside it: the host's verdicts and exit status.  Judged
+    by ref's baselines the run is clean (0); by gearmand's, ref's deviations from
+    gearmand are unexpected (1), and the container must say so too."""
+    image = built_image("gearspec")
+    with parse_target("ref") as server:
+        host, port = server.address
+        args = ["run", "--target", f"tcp://{host}:{port}", "--judge-by", judge]
+        here = subprocess.run([sys.executable, "-m", "gearspec", *args,
+                               "--json", str(tmp_path / "host.json")],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT)
+        inside = engine.containers.run(image, [*args, "--json", str(tmp_path / "image.json")],
+                                       network_mode="host", detach=True,
+                                       labels={OWNER_LABEL: str(os.getpid())},
+                                       volumes={str(tmp_path): {"bind": str(tmp_path),
+                                                                "mode": "rw"}})
+        try:
+            code = inside.wait(timeout=300)["StatusCode"]
+            output = inside.logs().decode()
+        finally:
+            inside.remove(force=True)
+    assert here.returncode == status, here.stdout[-2000:] + here.stderr
+    assert code == status, output[-3000:]
+    verdicts = [{(r.scenario, r.verdict, r.expected) for r in
+                 RunResult.from_json((tmp_path / name).read_text()).results}
+                for name in ("host.json", "image.json")]
+    assert verdicts[0] == verdicts[1]
+    assert len(verdicts[0]) == len([s for s in load_catalog() if s.mode == "server"])
     assert ours(engine) == []

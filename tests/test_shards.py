@@ -3,9 +3,8 @@
 * ``--shard K/N`` splits the selection the same way wherever it runs: the N
   shards are a partition of it, cases sharing a server of their own options
   stay together, durations from an earlier run balance the shards;
-* four shards of the catalog, run as four processes at once and merged with
-  ``gearspec report --merge``, give every case the verdict one unsharded run
-  gives it, on ``ref`` and on ``gearmand``;
+* (four shards of the catalog on ``ref`` and ``gearmand``, run at once and merged,
+  against one unsharded run: tests/test_workflow.py, through the workflow;)
 * runs of different catalogs or versions, a missing shard, a case played twice
   are refused in one line; a bad ``--shard`` is one line.
 """
@@ -22,7 +21,6 @@ import pytest
 from conformance.loader import load_catalog
 from conformance.shards import Shard, fingerprint, split
 from results import CaseResult, RunResult, ScenarioInfo, TargetInfo, Verdict
-from tests.conftest import require_gearmand
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = [s for s in load_catalog() if s.mode == "server"]
@@ -70,33 +68,6 @@ def test_more_shards_than_cases_leaves_some_empty() -> None:
 
 
 @pytest.mark.timeout(900)
-def test_four_shards_merged_agree_with_one_run(tmp_path: Path) -> None:
-    require_gearmand()
-    targets = ["--target", "ref", "--target", "gearmand"]
-    runs = {name: subprocess.Popen(  # the whole run and the four shards, all at once
-        [sys.executable, "-m", "gearspec", "run", *targets, *shard,
-         "--json", str(tmp_path / f"{name}.json")], cwd=ROOT, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for name, shard in [("whole", []), *((f"shard{k}", ["--shard", f"{k}/4"])
-                                              for k in range(1, 5))]}
-    outputs = {name: process.communicate(timeout=600)[0] for name, process in runs.items()}
-    failed = {name: outputs[name][-2000:] for name, process in runs.items() if process.returncode}
-    assert failed == {}
-    merged = gearspec("report", "--merge", *(str(tmp_path / f"shard{k}.json")
-                                              for k in range(1, 5)),
-                      "--json", str(tmp_path / "merged.json"), "--out", str(tmp_path / "html"),
-                      "--junit", str(tmp_path / "junit.xml"))
-    assert merged.returncode == 0, merged.stdout[-3000:] + merged.stderr
-    one = RunResult.from_json((tmp_path / "whole.json").read_text())
-    together = RunResult.from_json((tmp_path / "merged.json").read_text())
-    verdicts = {(r.target, r.scenario): r.verdict for r in one.results}
-    assert {(r.target, r.scenario): r.verdict for r in together.results} == verdicts
-    assert len(verdicts) == 2 * len(CATALOG)
-    assert {s.id for s in together.scenarios} == {s.id for s in CATALOG}  # what was played
-    assert together.coverage == one.coverage
-    assert (tmp_path / "html" / "index.html").exists() and (tmp_path / "junit.xml").exists()
-
-
 def _run(path: Path, catalog: str, shard: str = "", case: str = "a", version: str = "1"
          ) -> Path:
     run = RunResult(started="2026-12-02T00:00:00+00:00", gearspec_version=version,
