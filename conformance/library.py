@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.events import AppEvent, Closed, Garbage, Incoming
+from conformance.services import free_port
 from conformance.targets import Target, TargetError
 from conformance.transcript import Transcript
 from conformance.wire import CaseEnd, NoConnection, RealClock, SocketStream
@@ -182,6 +183,8 @@ class Listener:
             self.streams.append(stream)
             await self.accepted.put(stream)
 
+        # A port below the ephemeral range: restart_listener listens on it again.
+        self.port = self.port or free_port(self.host)
         self.server = await asyncio.start_server(accept, self.host, self.port,
                                                  reuse_address=True)
         self.port = self.server.sockets[0].getsockname()[1]

@@ -10,11 +10,13 @@ checks) and stops with the target.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 #: Placeholder → the capability a case using it needs.
 PLACEHOLDERS = {"{memcached}": "memcached"}
@@ -29,9 +31,31 @@ class ServiceError(Exception):
     """A service could not be started; the message says why."""
 
 
+#: Where the kernel picks the local ports of outgoing connections (Linux's default
+#: when /proc does not say).
+EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST = 10000
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing is bound to, chosen below the range the kernel hands out to
+    outgoing connections.  A server restarted on its port (a restart case, a
+    library case's listener coming back) then cannot find it taken in between by
+    some other process's client socket, which an ephemeral port can be."""
+    try:
+        below = int(EPHEMERAL.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        below = 32768
+    for _ in range(50):
+        port = random.randrange(LOWEST, below) if below > LOWEST + 1000 else 0
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
+        sock.bind((host, 0))  # the low range is full: any free port
         return int(sock.getsockname()[1])
 
 

@@ -2,15 +2,19 @@
 
 Every fuzzer is a hypothesis test.  A campaign runs it in rounds (seed, seed+1,
 ...; or, with an example database, the database's examples first and seeds of
-hypothesis's choosing) until the budget is spent or it fails.  Hypothesis shrinks a failure to a
-minimal example and runs that example last, so the reproducer the last run
-recorded is the minimal one; it is written as a scenario file that ``gearspec
-run --scenario FILE --target ...`` replays.
+hypothesis's choosing) until it fails, or until the budget is spent (checked at
+every example, shrinking included), or, with ``--examples N``, until N examples
+have run whatever the time: with a seed, the same N examples on any machine, and
+their digest says so.  Hypothesis shrinks a failure to a minimal example and runs
+that example last, so the reproducer the last run recorded is the minimal one (a
+shrink the budget cuts short keeps the least so far); it is written as a scenario
+file that ``gearspec run --scenario FILE --target ...`` replays.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import sys
 import time
@@ -33,6 +37,13 @@ from fuzz.parser import PROPERTIES
 from fuzz.shared import Store, claim, example_database
 
 
+class StopCampaign(KeyboardInterrupt):
+    """Raised at an example to end the campaign there: the budget is spent, or the
+    examples asked for have run.  A kind of KeyboardInterrupt, the one exception
+    hypothesis lets through untouched: anything else it takes for a failure to
+    shrink, or records as a half-drawn example that later rounds call flaky."""
+
+
 @dataclass
 class Campaign:
     """One fuzzer's run: what it did and what it found."""
@@ -46,6 +57,8 @@ class Campaign:
     database: Store | None = None  # a folder, or a Redis shared by many campaigns
     replay_only: bool = False  # only the database's examples, none new
     show_progress: bool = False
+    limit: int = 0  # --examples N: stop after N examples, whatever the budget
+    shown: list[str] | None = None  # every example's repr, when asked for (--examples-log)
     examples: int = 0
     seconds: float = 0.0
     rounds: int = 0
@@ -54,6 +67,8 @@ class Campaign:
     saved: Path | None = None
     saved_before: str | None = None  # another campaign saved this finding first: where
     failing: int = 0  # failing examples seen while shrinking
+    last_failure: str = ""  # the message of the last (least) failing example
+    _digest: Any = dataclasses.field(default_factory=hashlib.sha256)
     _last_shown: float = 0.0
     _began: float = 0.0
 
@@ -71,10 +86,32 @@ class Campaign:
                         suppress_health_check=list(HealthCheck),
                         stateful_step_count=25, print_blob=True, phases=phases)
 
-    def tick(self) -> None:
-        """Count one example, and now and then show progress on stderr."""
-        self.examples += 1
+    @property
+    def digest(self) -> str:
+        """What the examples were, in 12 hex digits: two campaigns that ran the same
+        examples in the same order have the same digest."""
+        return self._digest.hexdigest()[:12]
+
+    def note(self, example: Any) -> None:
+        """Add an example (what hypothesis drew, not what the server answered) to the
+        digest and, when asked, to the list of examples shown."""
+        text = repr(example)
+        self._digest.update(text.encode() + b"\n")
+        if self.shown is not None:
+            self.shown.append(text)
+
+    def tick(self, example: Any = None) -> None:
+        """Count one example (and note it, when given); end the campaign here when
+        its examples have run or its budget is spent; now and then show progress."""
         now = time.monotonic()
+        if self.limit and self.examples >= self.limit:
+            raise StopCampaign("examples")
+        if not (self.limit or self.derandomize or self.replay_only) and \
+                now - self._began >= self.budget:
+            raise StopCampaign("budget")
+        self.examples += 1
+        if example is not None:
+            self.note(example)
         if self.show_progress and now - self._last_shown > 0.3:
             self._last_shown = now
             elapsed = now - self._began
@@ -83,41 +120,58 @@ class Campaign:
             print(f"\r{self.fuzzer}: {self.examples} examples, {rate:.0f}/s, "
                   f"round {self.rounds}{state}   ", end="", file=sys.stderr, flush=True)
 
-    def found(self, scenario: Scenario | None = None) -> None:
+    def found(self, scenario: Scenario | None = None, message: str = "") -> None:
         """Note a failing example (hypothesis then shrinks it; the last is the least)."""
         self.failing += 1
+        self.last_failure = message or self.last_failure
         if scenario is not None:
             self.finding = scenario
+
+    def round_seed(self) -> int | None:
+        """This round's seed: seed, seed+1, ...; none with a database, because
+        hypothesis ignores the database in a seeded run (the database's examples run
+        first, then hypothesis draws its own seeds)."""
+        return None if self.database else self.base_seed + self.rounds - 1
 
     def run(self, test: Callable[[], None]) -> Campaign:
         """Rounds of ``test`` until the budget is spent or one round fails."""
         started = self._began = time.monotonic()
         while True:
             self.rounds += 1
-            # Hypothesis ignores the database in a seeded run, so with a database the
-            # rounds draw their own seeds (and the database's examples run first).
-            round_test = test if self.database else seed(self.base_seed + self.rounds - 1)(test)
+            number = self.round_seed()
+            round_test = test if number is None else seed(number)(test)
             try:
                 round_test()
+            except StopCampaign:
+                if self.failing:  # cut short while shrinking: the least example so far
+                    self.failure = f"{_one_line(self.last_failure)} (shrinking cut short " \
+                                   "by the budget)"
+                break
             except SkipTest as skipped:  # --replay of an empty database: nothing to find
                 if not self.replay_only:
-                    self.failure = _describe(skipped)[:500]
+                    self.failure = _describe(skipped)[:2000]
             except Exception as error:  # any way the test fails is a finding
-                self.failure = _describe(error)[:500]
+                self.failure = _describe(error)[:2000]
             finally:
                 self.seconds = time.monotonic() - started
             if self.failure or self.derandomize or self.replay_only or \
-                    self.seconds >= self.budget:
+                    (self.examples >= self.limit if self.limit else
+                     self.seconds >= self.budget):
                 break
         if self.show_progress:
             print(file=sys.stderr)
         return self
 
 
+def _one_line(text: str) -> str:
+    """A message of several lines (an admin answer, say) on one, none of it lost."""
+    return " | ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def _describe(error: BaseException) -> str:
     """One line: the assertion's message, or the exception's type and message; for
     hypothesis's FlakyFailure (the example passed when replayed), what it first did."""
-    text = (str(error).splitlines() or [""])[0]
+    text = _one_line(str(error))
     if not isinstance(error, AssertionError):
         text = f"{type(error).__name__}: {text}".rstrip(": ")
     if isinstance(error, BaseExceptionGroup) and error.exceptions:
@@ -145,11 +199,11 @@ def parser_test(campaign: Campaign, name: str) -> Callable[[], None]:
     strategy, check = PROPERTIES[name]
 
     def body(value: Any) -> None:
-        campaign.tick()
+        campaign.tick(value)
         try:
             check(value)
-        except AssertionError:
-            campaign.found()
+        except AssertionError as error:
+            campaign.found(message=str(error))
             raise
 
     return campaign.settings()(given(strategy)(body))
@@ -158,11 +212,11 @@ def parser_test(campaign: Campaign, name: str) -> Callable[[], None]:
 def server_test(campaign: Campaign, target: Target, avoid: tuple[KnownFinding, ...] = ()
                 ) -> Callable[[], None]:
     def robustness(noise: list[tuple[int, bytes]]) -> None:
-        campaign.tick()
+        campaign.tick(noise)
         scenario, failure = server.play(target, noise)
         failure = revive(target) or failure
         if failure is not None:
-            campaign.found(scenario)
+            campaign.found(scenario, failure)
             raise AssertionError(failure)
 
     return campaign.settings()(given(server.noise_strategy(avoid))(robustness))
@@ -173,10 +227,10 @@ def client_test(campaign: Campaign, target: Target) -> Callable[[], None]:
     concurrent = "client.concurrent" in target.capabilities
 
     def stream_test(stream: client.Stream) -> None:
-        campaign.tick()
+        campaign.tick(stream)
         scenario, failure = client.play(target, stream)
         if failure is not None:
-            campaign.found(scenario)
+            campaign.found(scenario, failure)
             raise AssertionError(failure)
 
     return campaign.settings()(given(client.streams(concurrent))(stream_test))
@@ -191,19 +245,26 @@ def model_test(campaign: Campaign, target: Target) -> Callable[[], None]:
         died = revive(target)
         if died:
             scenario.requirement += f" ({died})"
-        campaign.found(scenario)
+        campaign.found(scenario, scenario.requirement)
 
-    machine = model.GearmanMachine.bound(target.address, on_failure=found, on_start=start)
+    def end(steps: list[Any]) -> None:  # what was sent; the answers are the server's
+        campaign.note([step for step in steps if " send" in str(step) or "hangup" in str(step)])
+
+    machine = model.GearmanMachine.bound(target.address, on_failure=found, on_start=start,
+                                         on_end=end)
 
     def run_machine() -> None:
-        run_state_machine_as_test(machine, settings=campaign.settings())
+        # A stateful test takes its seed from the machine, not from this function.
+        number = campaign.round_seed()
+        run_state_machine_as_test(machine if number is None else seed(number)(machine),
+                                  settings=campaign.settings())
 
     return run_machine
 
 
 def diff_test(campaign: Campaign, subject: Target, oracle: Target) -> Callable[[], None]:
     def differential(sends: list[diff.Send]) -> None:
-        campaign.tick()
+        campaign.tick(sends)
         tag = f"d{campaign.rounds}x{campaign.examples}y"
         try:
             mine = diff.record(subject.address, sends, tag)
@@ -219,7 +280,7 @@ def diff_test(campaign: Campaign, subject: Target, oracle: Target) -> Callable[[
             died = revive(target)
             if died:  # the survivor's answers are what the dead one owed
                 campaign.found(diff.reproducer(sends, survivor, target.name, other.name,
-                                               died))
+                                               died), died)
                 raise AssertionError(died)
         if mine != theirs:
             first = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b),
@@ -229,7 +290,7 @@ def diff_test(campaign: Campaign, subject: Target, oracle: Target) -> Callable[[
             difference = (f"after send {first} ({sends[first].conn} {what}): {subject.name} "
                           f"{_short(mine, first)} but {oracle.name} {_short(theirs, first)}")
             campaign.found(diff.reproducer(sends, theirs, subject.name, oracle.name,
-                                           difference))
+                                           difference), difference)
             raise AssertionError(difference)
 
     return campaign.settings()(given(diff.cases)(differential))

@@ -51,7 +51,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--client", default=None, metavar="LIBRARY",
                         help="client: the library to fuzz (gearspec run --client's names, or "
                              "exec:ADAPTER)")
-    parser.add_argument("--budget", type=budget, default=60.0, help="time to spend (60s)")
+    parser.add_argument("--budget", type=budget, default=None,
+                        help="time to spend (60s), shrinking included")
+    parser.add_argument("--examples", type=int, default=None, metavar="N",
+                        help="run N examples instead, however long they take: with --seed, "
+                             "the same examples on any machine (their digest is printed)")
+    parser.add_argument("--examples-log", type=Path, default=None, metavar="FILE",
+                        help="write every example run, one per line")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the first round (0); rounds use seed, seed+1, ...")
     parser.add_argument("--batch", type=int, default=100, help="examples per round")
@@ -95,8 +101,15 @@ def main(argv: list[str] | None = None, prog: str = "gearspec fuzz") -> int:
                              "its example database in seeded runs)")
         if args.replay and args.db is None:
             raise UsageError("--replay replays an example database: give --db too")
-        if args.batch < 1 or args.budget <= 0:
-            raise UsageError("--batch and --budget must be positive")
+        if args.examples is not None and args.budget is not None:
+            raise UsageError("--examples N runs N examples whatever the time: it cannot go "
+                             "with --budget")
+        if args.examples is not None and (args.derandomize or args.replay):
+            raise UsageError("--examples cannot go with --derandomize or --replay (they run "
+                             "one fixed round)")
+        args.budget = 60.0 if args.budget is None else args.budget
+        if args.batch < 1 or args.budget <= 0 or (args.examples or 1) < 1:
+            raise UsageError("--batch, --budget and --examples must be positive")
         targets = _start(_specs(args), args.fuzzer)
     except (UsageError, TargetError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
@@ -109,7 +122,8 @@ def main(argv: list[str] | None = None, prog: str = "gearspec fuzz") -> int:
                                 [t.name for t in targets], budget=args.budget / len(names),
                                 base_seed=args.seed or 0, batch=args.batch,
                                 derandomize=args.derandomize, database=args.db,
-                                replay_only=args.replay,
+                                replay_only=args.replay, limit=args.examples or 0,
+                                shown=[] if args.examples_log else None,
                                 show_progress=sys.stderr.isatty())
             if args.fuzzer == "parser":
                 test = parser_test(campaign, name)
@@ -132,6 +146,9 @@ def main(argv: list[str] | None = None, prog: str = "gearspec fuzz") -> int:
     finally:
         for target in targets:
             target.stop()
+    if args.examples_log is not None:
+        args.examples_log.write_text("".join(f"{c.fuzzer}: {line}\n" for c in campaigns
+                                             for line in c.shown or []))
     _print_campaigns(campaigns, args.fuzzer)
     return 1 if any(c.failure for c in campaigns) else 0
 
@@ -155,7 +172,8 @@ def _print_campaigns(campaigns: list[Any], fuzzer: str) -> None:
     for c in campaigns:
         state = f"FOUND: {c.failure}" if c.failure else "nothing found"
         print(f"{c.fuzzer} against {', '.join(c.targets) or 'the codec'}: {c.examples} examples "
-              f"in {c.seconds:.1f} s ({c.rate:.0f}/s), {c.rounds} rounds, {state}")
+              f"(digest {c.digest}) in {c.seconds:.1f} s ({c.rate:.0f}/s), {c.rounds} rounds, "
+              f"{state}")
         if c.saved:
             print(f"  reproducer: {c.saved}  (gearspec run --scenario {c.saved} --target ...)")
         elif c.saved_before:

@@ -72,11 +72,13 @@ _runs = itertools.count()
 @dataclass(frozen=True)
 class Binding:
     """The server a machine talks to.  ``on_failure`` receives the failing run as a
-    scenario; ``on_start`` is called as each run begins."""
+    scenario; ``on_start`` is called as each run begins, ``on_end`` with its steps
+    as each run ends."""
 
     address: tuple[str, int]
     on_failure: Callable[[Scenario], None] | None = None
     on_start: Callable[[], None] | None = None
+    on_end: Callable[[list[Any]], None] | None = None
 
 
 class GearmanMachine(RuleBasedStateMachine):
@@ -89,9 +91,10 @@ class GearmanMachine(RuleBasedStateMachine):
     @classmethod
     def bound(cls, address: tuple[str, int], *,
               on_failure: Callable[[Scenario], None] | None = None,
-              on_start: Callable[[], None] | None = None) -> type[GearmanMachine]:
+              on_start: Callable[[], None] | None = None,
+              on_end: Callable[[list[Any]], None] | None = None) -> type[GearmanMachine]:
         """This machine, bound to the server at ``address``."""
-        binding = Binding(address, on_failure, on_start)
+        binding = Binding(address, on_failure, on_start, on_end)
         return type(cls.__name__, (cls,), {"binding": binding, "__qualname__": cls.__qualname__})
 
     def __init__(self) -> None:
@@ -186,6 +189,8 @@ class GearmanMachine(RuleBasedStateMachine):
             "fuzz/model", origin="gearspec fuzz model")
 
     def teardown(self) -> None:
+        if self.server.on_end is not None:
+            self.server.on_end(self.steps)
         try:
             for link in self.links.values():
                 self._do(link.close())

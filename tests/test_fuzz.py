@@ -8,6 +8,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -264,7 +265,7 @@ def gearspec_fuzz(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[s
     (["model", "--target", "tcp://127.0.0.1:1"], "no answer from 127.0.0.1:1"),
     (["parser", "--derandomize", "--db", "x"], "--db cannot go with --seed or --derandomize"),
     (["parser", "--seed", "3", "--db", "x"], "--db cannot go with --seed or --derandomize"),
-    (["parser", "--batch", "0"], "--batch and --budget must be positive"),
+    (["parser", "--batch", "0"], "--batch, --budget and --examples must be positive"),
 ])
 def test_bad_arguments_print_one_line(args: list[str], words: str) -> None:
     done = gearspec_fuzz(*args)
@@ -276,6 +277,62 @@ def test_command_runs_a_campaign_and_summarises(tmp_path: Path) -> None:
     done = gearspec_fuzz("server", "--target", "ref", "--batch", "20", "--budget", "1s",
                          "--db", str(tmp_path / "db"), "--save", str(tmp_path / "found"))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert re.search(r"^server against ref: \d+ examples in [\d.]+ s \(\d+/s\), \d+ rounds, "
+    assert re.search(r"^server against ref: \d+ examples \(digest \w{12}\) in [\d.]+ s "
+                     r"\(\d+/s\), \d+ rounds, "
                      r"nothing found$", done.stdout, re.M), done.stdout
     assert not (tmp_path / "found").exists()
+
+
+def fuzz_command(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "gearspec", "fuzz", *args], cwd=ROOT,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.parametrize("fuzzer", [["parser"], ["model", "--target", "ref"],
+                                    ["diff", "--target", "ref", "--target", "gearmand"]],
+                         ids=["parser", "model", "diff"])
+def test_a_seed_and_examples_run_the_same_examples_twice(fuzzer: list[str], tmp_path: Path
+                                                         ) -> None:
+    """Two campaigns at once (so each is slowed by the other as it happens) with one
+    seed and --examples: the same examples, one by one, and the same digest."""
+    if fuzzer[0] == "diff":
+        require_gearmand()
+    count = "300" if fuzzer == ["parser"] else "60"
+    runs = [fuzz_command(*fuzzer, "--seed", "11", "--examples", count, "--examples-log",
+                         str(tmp_path / f"{n}.txt"), "--save", str(tmp_path)) for n in (1, 2)]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    first, second = ((tmp_path / f"{n}.txt").read_text().splitlines() for n in (1, 2))
+    per_campaign = 3 if fuzzer == ["parser"] else 1  # the parser's three properties
+    assert len(first) == int(count) * per_campaign
+    assert first == second
+    digests = [re.findall(r"\(digest (\w+)\)", out) for out in outputs]
+    assert digests[0] == digests[1] and len(digests[0]) == per_campaign
+    other = fuzz_command(*fuzzer, "--seed", "12", "--examples", count, "--save", str(tmp_path))
+    assert re.findall(r"\(digest (\w+)\)", other.communicate(timeout=300)[0]) != digests[0]
+
+
+def test_the_budget_cuts_a_long_shrink_short_and_keeps_the_least_so_far() -> None:
+    run = Campaign("slow", [], budget=1.0, base_seed=3, batch=100)
+    least: list[int] = []
+
+    @given(st.lists(st.integers(min_value=0, max_value=10**6), min_size=30))
+    def distinct_fails(values: list[int]) -> None:
+        run.tick(values)
+        time.sleep(0.05)  # every example costs time: shrinking to 0..29 takes many
+        if len(set(values)) >= 30:
+            least[:] = values
+            run.found(message=f"{len(values)} values, the largest {max(values)}")
+            raise AssertionError("30 distinct values")
+
+    run.run(run.settings()(distinct_fails))
+    assert run.failure is not None and run.failure.endswith("(shrinking cut short by the budget)")
+    assert run.failure.startswith(f"{len(least)} values, the largest {max(least)}")
+    assert max(least) > 29  # not the least there is: the shrink did not end
+
+
+def test_examples_and_budget_do_not_go_together() -> None:
+    done = subprocess.run([sys.executable, "-m", "gearspec", "fuzz", "parser", "--examples",
+                           "5", "--budget", "3s"], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "cannot go with --budget" in done.stderr
