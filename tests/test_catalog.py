@@ -67,18 +67,21 @@ def gearspec_run(tmp_path: Path, target: str, *args: str) -> RunResult:
     return RunResult.from_json(out.read_text())
 
 
-def plugin_run(tmp_path: Path, target: str, *args: str) -> RunResult:
+def plugin_start(tmp_path: Path, target: str, *args: str) -> subprocess.Popen[str]:
     """``pytest --gearspec-target``, in a folder of its own (so only the catalog is
-    collected); the run JSON it writes."""
+    collected), started: ``plugin_result`` waits for its run JSON."""
     folder = tmp_path / "plugin"
     folder.mkdir()
-    out = folder / "plugin.json"
-    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-                           "-p", "no:xdist", f"--gearspec-target={target}",
-                           f"--gearspec-json={out}", *args], capture_output=True, text=True,
-                          timeout=600, cwd=folder, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return RunResult.from_json(out.read_text())
+    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                             "-p", "no:xdist", f"--gearspec-target={target}",
+                             f"--gearspec-json={folder / 'plugin.json'}", *args], text=True,
+                            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def plugin_result(tmp_path: Path, process: subprocess.Popen[str]) -> RunResult:
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output[-6000:]
+    return RunResult.from_json((tmp_path / "plugin" / "plugin.json").read_text())
 
 
 def test_catalog_size_and_coverage() -> None:
@@ -105,9 +108,10 @@ def test_gearspec_run_and_the_plugin_agree(tmp_path: Path, target: str, run_args
     if target == "perl" and not os.path.exists(PERL_GEARMAND):
         pytest.skip("the Perl server is not installed: apt-get install gearman-server "
                     "(`make test` does it)")
+    plugin = plugin_start(tmp_path, target, *plugin_args)  # both at once: each has its servers
     ours = gearspec_run(tmp_path, target, *run_args)
+    theirs = plugin_result(tmp_path, plugin)
     assert ours.unexpected == [], explain(ours)
-    theirs = plugin_run(tmp_path, target, *plugin_args)
     mine, plugins = verdicts(ours, target), verdicts(theirs, target)
     assert len(mine) == len(CATALOG)
     assert {k: (mine[k], plugins.get(k)) for k in mine if mine[k] != plugins.get(k)} == {}
