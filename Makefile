@@ -9,6 +9,8 @@
 #   make fuzz     every fuzzer for FUZZ_BUDGET (2m) each: longer than CI's fixed-seed runs
 #   make bench-pcap  capture decoding speed over a made-up million-packet capture
 #   make bench-catalog  the whole catalog's wall time on inproc, ref and gearmand
+#   make mutate   mutation testing: every mutant of reference_server/core and protocol
+#                 against the catalog, reports/latest/mutation.json (about half an hour)
 
 PYTHON  ?= python3
 VENV    := .venv
@@ -29,7 +31,7 @@ PY_CLIENTS  := pygearman==0.2.6 python3-gearman==0.1.0 py3gearman==0.2.0 aiogear
                gearman3==0.2.1
 NPM_CLIENTS := gearman@2.1.0 node-gearman@0.2.2
 
-.PHONY: all setup apt venv clients test lint report bench bench-pcap bench-catalog fuzz clean
+.PHONY: all setup apt venv clients test lint report bench bench-pcap bench-catalog fuzz mutate clean
 
 all: test
 
@@ -98,6 +100,9 @@ fuzz: setup
 	  echo "gearspec fuzz $$fuzzer"; \
 	  $(BIN)/gearspec fuzz $$fuzzer $(FUZZ_ARGS) || found=1; \
 	done; exit $$found
+
+mutate: setup
+	$(BIN)/gearspec mutate --json $(LATEST)/mutation.json
 
 # Decoding speed of captures: a made-up capture of a million Gearman packets.
 bench-pcap: setup

@@ -156,6 +156,12 @@ def _interop(argv: list[str]) -> int:
     return 1 if unexpected else 0
 
 
+def _mutate(argv: list[str]) -> int:
+    from conformance.mutation import main
+
+    return main(argv, prog="gearspec mutate")
+
+
 def _matrix(argv: list[str]) -> int:
     # One run over many targets with its report: `run` with the matrix as the point.
     if "--report" not in argv:
@@ -172,10 +178,11 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "durability": (_durability, "kill servers during background jobs; count lost jobs"),
     "matrix": (_matrix, "one run over many targets, one report with their matrix"),
     "interop": (_interop, "every client library against every server: the interop grid"),
-    "docker": (_docker, "build server images (gearmand, perl, ref) without a registry"),
+    "docker": (_docker, "build images (gearmand, perl, ref, gearspec) without a registry"),
     "pcap": (_pcap, "decode a capture's Gearman traffic, or turn it into a scenario"),
     "replay": (_replay, "replay a capture against a server and compare the answers"),
     "adapter": (_adapter, "check a client library's adapter against the contract"),
+    "mutate": (_mutate, "mutation testing: how many one-mistake servers the catalog catches"),
 }
 
 

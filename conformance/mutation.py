@@ -1,0 +1,225 @@
+"""``gearspec mutate``: how many single-mistake copies of the reference server the
+catalog catches.
+
+    gearspec mutate                                  # core/ and protocol/, every mutant
+    gearspec mutate --module reference_server/core/jobs.py --jobs 2
+    gearspec mutate --list                           # the mutants, without playing them
+
+Each mutant (``conformance/mutants.py``) is played in a process of its own: the
+import hook puts it in place of its module, then the catalog runs against the
+``inproc`` target, judged by the reference server's (empty) baseline.  Any
+unexpected verdict kills the mutant; a run that outlives ``--timeout`` counts as
+killed too (a hang is what a real run would report as an ERROR).  A mutant the
+catalog cannot kill is a survivor, reported with its diff, unless
+``conformance/equivalent-mutants.yaml`` lists it as equivalent with a reason (a
+listed mutant that is killed is reported, so that the list stays true).  The
+score of a module is killed / (mutants - equivalent).  The results go to a JSON
+file (``--json``) and a table; the exit status is 1 when a mutant survived.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tabulate import tabulate
+
+from conformance.mutants import ROOT, Mutant, install, mutants_of
+from reference_server.usage import Parser, UsageError  # not the server: the mutants' modules
+
+MODULES = ("reference_server/core", "reference_server/protocol")
+EQUIVALENT = Path(__file__).resolve().parent / "equivalent-mutants.yaml"
+DEFAULT_JSON = Path("reports/latest/mutation.json")
+#: What a mutant's process runs: read the mutant, play the catalog, print the verdict.
+CHILD = "from conformance.mutation import child; child()"
+
+
+@dataclass
+class Outcome:
+    mutant: Mutant
+    status: str  # killed, timeout, survived, equivalent, stale-equivalent
+    killed_by: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    reason: str = ""
+
+
+def child() -> None:
+    """In the mutant's process: stdin holds the mutant (or null for the server as
+    it is) and the case globs; the last line of stdout says which cases it failed."""
+    order = json.loads(sys.stdin.read())
+    if order["mutant"] is not None:
+        install(Mutant(**order["mutant"]))
+    # Imported only now, after the hook: the runner imports the server.
+    import asyncio
+
+    from conformance.loader import load_catalog
+    from conformance.runner import RunOptions, run, select
+
+    catalog = load_catalog()
+    chosen = select([s for s in catalog if s.mode == "server"], order["select"], [])
+    result = asyncio.run(run(chosen, [("inproc", [])], RunOptions(jobs=1),
+                             catalog_ids={s.id for s in catalog}))
+    print(json.dumps({"unexpected": [r.scenario for r in result.unexpected]}))
+
+
+def play(mutant: Mutant | None, select: list[str], timeout: float) -> tuple[list[str] | None,
+                                                                            float]:
+    """The cases that fail with this mutant in place (None: the run outlived the
+    timeout), and how long it took."""
+    began = time.monotonic()
+    order = json.dumps({"mutant": mutant.to_json() if mutant else None, "select": select})
+    try:
+        done = subprocess.run([sys.executable, "-c", CHILD], input=order, text=True,
+                              capture_output=True, timeout=timeout, cwd=ROOT,
+                              env={**os.environ, "PYTHONHASHSEED": "0"})
+    except subprocess.TimeoutExpired:
+        return None, time.monotonic() - began
+    lines = done.stdout.strip().splitlines()
+    try:
+        failing = list(json.loads(lines[-1])["unexpected"])
+    except (IndexError, ValueError, KeyError):
+        # The run itself broke (the mutant broke an import, say): as a real run
+        # would, that is a failure, and its last words say which.
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        failing = [f"(the run failed: {tail[:200]})"]
+    return failing, time.monotonic() - began
+
+
+def equivalents(path: Path = EQUIVALENT) -> dict[str, str]:
+    """Mutant id → why it is equivalent (it cannot change what any peer sees)."""
+    if not path.exists():
+        return {}
+    entries = (yaml.safe_load(path.read_text()) or {}).get("equivalent") or []
+    return {entry["id"]: entry["reason"] for entry in entries}
+
+
+def judge(mutant: Mutant, failing: list[str] | None, seconds: float,
+          known: dict[str, str]) -> Outcome:
+    reason = known.get(mutant.id, "")
+    if failing is None:
+        return Outcome(mutant, "timeout", [], seconds)
+    if failing:
+        return Outcome(mutant, "stale-equivalent" if reason else "killed", failing[:3],
+                       seconds, reason)
+    return Outcome(mutant, "equivalent" if reason else "survived", [], seconds, reason)
+
+
+def scores(outcomes: list[Outcome]) -> dict[str, dict[str, Any]]:
+    per: dict[str, dict[str, Any]] = {}
+    for outcome in outcomes:
+        row = per.setdefault(outcome.mutant.module, {"mutants": 0, "killed": 0, "timeout": 0,
+                                                      "survived": 0, "equivalent": 0})
+        row["mutants"] += 1
+        status = "killed" if outcome.status == "stale-equivalent" else outcome.status
+        row[status] += 1
+    for row in per.values():
+        counted = row["mutants"] - row["equivalent"]
+        row["score"] = round((row["killed"] + row["timeout"]) / counted, 4) if counted else 1.0
+    return per
+
+
+def report(outcomes: list[Outcome], options: dict[str, Any]) -> dict[str, Any]:
+    sources = {m: (ROOT / m).read_text() for m in {o.mutant.module for o in outcomes}}
+    return {
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "options": options,
+        "modules": scores(outcomes),
+        "survivors": [{"id": o.mutant.id, "diff": o.mutant.diff(sources[o.mutant.module])}
+                      for o in outcomes if o.status == "survived"],
+        "equivalent": [{"id": o.mutant.id, "reason": o.reason}
+                       for o in outcomes if o.status == "equivalent"],
+        "stale_equivalents": [{"id": o.mutant.id, "killed_by": o.killed_by}
+                              for o in outcomes if o.status == "stale-equivalent"],
+        "mutants": [{"id": o.mutant.id, "status": o.status, "killed_by": o.killed_by,
+                     "seconds": round(o.seconds, 2)} for o in outcomes],
+    }
+
+
+def table(summary: dict[str, Any]) -> str:
+    rows = [[module, r["mutants"], r["killed"], r["timeout"], r["survived"], r["equivalent"],
+             f"{100 * r['score']:.1f}%"] for module, r in sorted(summary["modules"].items())]
+    total = {k: sum(r[k] for r in summary["modules"].values())
+             for k in ("mutants", "killed", "timeout", "survived", "equivalent")}
+    counted = total["mutants"] - total["equivalent"]
+    score = (total["killed"] + total["timeout"]) / counted if counted else 1.0
+    rows.append(["all", *total.values(), f"{100 * score:.1f}%"])
+    return tabulate(rows, headers=["module", "mutants", "killed", "timeout", "survived",
+                                   "equivalent", "score"])
+
+
+def chosen_mutants(modules: list[str], only: list[str]) -> list[Mutant]:
+    paths: list[Path] = []
+    for name in modules or list(MODULES):
+        path = (ROOT / name).resolve()
+        if not path.exists() or ROOT not in path.parents:
+            raise ValueError(f"--module {name}: no such module or folder in the project")
+        paths += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    found = [m for p in paths for m in mutants_of(p)]
+    return [m for m in found if not only or any(fnmatch.fnmatchcase(m.id, g) for g in only)]
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = Parser(prog=prog, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.add_argument("--module", action="append", default=[], metavar="PATH",
+                        help="a module or folder to mutate (default: reference_server/core "
+                             "and reference_server/protocol); repeatable")
+    parser.add_argument("--only", action="append", default=[], metavar="GLOB",
+                        help="only the mutants whose id matches")
+    parser.add_argument("--select", action="append", default=[], metavar="GLOB",
+                        help="play only these cases (default: the whole catalog)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="mutants at once (CPUs)")
+    parser.add_argument("--timeout", type=float, default=120.0,
+                        help="seconds a mutant's run may take before it counts as a hang")
+    parser.add_argument("--equivalent", type=Path, default=EQUIVALENT, metavar="FILE",
+                        help="the mutants known to be equivalent, each with its reason")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "gearspec mutate") -> int:
+    try:
+        args = build_parser(prog).parse_args(argv)
+        if args.jobs < 1 or args.timeout <= 0:
+            raise UsageError("--jobs and --timeout must be positive")
+        mutants = chosen_mutants(args.module, args.only)
+    except (UsageError, ValueError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    if args.list:
+        print("\n".join(m.id for m in mutants))
+        return 0
+    failing, _ = play(None, args.select, args.timeout)
+    if failing is None or failing:
+        why = f"does not finish within --timeout {args.timeout:g}" if failing is None else \
+            f"fails ({', '.join(failing)})"
+        print(f"{prog}: error: the catalog {why} on the server as it is: a mutant's run "
+              "would mean nothing", file=sys.stderr)
+        return 2
+    known = equivalents(args.equivalent)
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        played = list(pool.map(lambda m: play(m, args.select, args.timeout), mutants))
+    outcomes = [judge(m, f, s, known) for m, (f, s) in zip(mutants, played, strict=True)]
+    summary = report(outcomes, {"modules": args.module or list(MODULES), "only": args.only,
+                                "select": args.select, "timeout": args.timeout})
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(summary, indent=1))
+    print(table(summary))
+    for survivor in summary["survivors"]:
+        print(f"\nsurvived: {survivor['id']}\n{survivor['diff'].rstrip()}")
+    for stale in summary["stale_equivalents"]:
+        print(f"\nlisted as equivalent but killed by {stale['killed_by']}: {stale['id']}")
+    print(f"\nresults: {args.json}")
+    return 1 if summary["survivors"] or summary["stale_equivalents"] else 0

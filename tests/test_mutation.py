@@ -1,0 +1,89 @@
+"""``gearspec mutate``: mutants of the reference server, each played against the
+catalog in a process of its own (``conformance/mutants.py``, ``conformance/mutation.py``).
+
+* the operators change one node each, never a docstring, an annotation or a
+  logging call, and every mutant compiles and differs from its module in one place;
+* the command kills a mutant the selected cases catch, reports a survivor with its
+  diff, takes a listed equivalent as equivalent, and reports a listed one that is
+  killed (the list must stay true); the score counts what is not equivalent;
+* a catalog that cannot finish on the unmutated server stops the command in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from conformance.mutants import ROOT, mutants_of
+
+PRIORITY = "reference_server/protocol/priority.py"
+
+
+def mutate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gearspec", "mutate", *args],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def test_each_operator_changes_one_node_and_leaves_docs_and_logging(tmp_path: Path) -> None:
+    module = tmp_path / "sample.py"
+    module.write_text('"""Docs: 1 == 1."""\nimport logging\nlog = logging.getLogger()\n\n\n'
+                      'def f(a: int = 0, b: bool = True) -> bool:\n'
+                      '    """Not this: a < b."""\n'
+                      '    log.debug("x %d", 1 + 2)\n'
+                      '    send(a)\n'
+                      '    return a == 3 and not b\n')
+    found = {(m.line, m.operator) for m in mutants_of(module)}
+    assert found == {(6, "0 -> 1"), (6, "True -> False"), (9, "call dropped"),
+                     (10, "== -> !="), (10, "3 -> 4"), (10, "and -> or"), (10, "not dropped")}
+    for mutant in mutants_of(module):
+        changed = mutant.source(module.read_text())
+        compile(changed, "sample.py", "exec")
+        diff = [line for line in mutant.diff(module.read_text()).splitlines()
+                if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+        assert len(diff) == 2 and diff[0].startswith("-") and diff[1].startswith("+"), diff
+
+
+def test_the_server_modules_have_mutants_with_stable_ids() -> None:
+    first = [m.id for m in mutants_of(ROOT / PRIORITY)]
+    assert first == [m.id for m in mutants_of(ROOT / PRIORITY)]
+    assert len(first) == len(set(first)) >= 5
+    listed = mutate("--list").stdout.splitlines()
+    assert set(first) <= set(listed) and len(listed) > 500
+
+
+def test_killed_survived_equivalent_and_a_stale_equivalent(tmp_path: Path) -> None:
+    ids = {m.id.split(":")[1]: m.id for m in mutants_of(ROOT / PRIORITY)}
+    # Lines 26, 27, 29: SUBMIT_JOB_BG's background flag (no submit/priority case
+    # submits in the background), SUBMIT_JOB_HIGH's and SUBMIT_JOB_LOW's.
+    normal_bg, high_fg, low_fg = ids["26"], ids["27"], ids["29"]
+    listed = tmp_path / "equivalent.yaml"
+    listed.write_text(yaml.safe_dump({"equivalent": [
+        {"id": normal_bg, "reason": "no selected case submits in the background"},
+        {"id": high_fg, "reason": "wrongly listed"}]}))
+    out = tmp_path / "mutation.json"
+    done = mutate("--module", PRIORITY, "--only", normal_bg, "--only", high_fg, "--only", low_fg,
+                  "--select", "submit/priority/*", "--equivalent", str(listed),
+                  "--json", str(out))
+    assert done.returncode == 1, done.stdout + done.stderr  # the stale entry
+    summary = json.loads(out.read_text())
+    status = {m["id"]: m["status"] for m in summary["mutants"]}
+    assert status == {normal_bg: "equivalent", high_fg: "stale-equivalent", low_fg: "killed"}
+    assert summary["modules"][PRIORITY]["score"] == 1.0  # 2 killed of 2 not equivalent
+    assert "listed as equivalent but killed by" in done.stdout and high_fg in done.stdout
+    survivor = mutate("--module", PRIORITY, "--only", low_fg, "--select", "client/echo/*",
+                      "--json", str(out))
+    assert survivor.returncode == 1
+    [entry] = json.loads(out.read_text())["survivors"]
+    assert entry["id"] == low_fg and "\n-" in entry["diff"] and "\n+" in entry["diff"]
+    assert f"survived: {low_fg}" in survivor.stdout
+    assert json.loads(out.read_text())["modules"][PRIORITY]["score"] == 0.0
+
+
+def test_a_catalog_that_cannot_finish_unmutated_stops_in_one_line() -> None:
+    done = mutate("--module", PRIORITY, "--timeout", "0.2")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "does not finish within --timeout 0.2" in done.stderr
