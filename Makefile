@@ -10,7 +10,8 @@
 #   make bench-pcap  capture decoding speed over a made-up million-packet capture
 #   make bench-catalog  the whole catalog's wall time on inproc, ref and gearmand
 #   make mutate   mutation testing: every mutant of reference_server/core and protocol
-#                 against the catalog, reports/latest/mutation.json (about half an hour)
+#                 against the catalog, reports/latest/mutation.json and the score in
+#                 the main report (about half an hour)
 
 PYTHON  ?= python3
 VENV    := .venv
@@ -81,7 +82,8 @@ LATEST  := reports/latest
 report: setup
 	$(BIN)/gearspec run --target ref $$(test -x /usr/sbin/gearmand && echo --target gearmand) \
 	    --json $(LATEST)/run.json --junit $(LATEST)/junit.xml --report $(LATEST) \
-	    $$(test -f $(LATEST)/bench.json && echo --bench $(LATEST)/bench.json)
+	    $$(test -f $(LATEST)/bench.json && echo --bench $(LATEST)/bench.json) \
+	    $$(test -f $(LATEST)/mutation.json && echo --mutation $(LATEST)/mutation.json)
 
 bench: setup
 	$(BIN)/gearspec bench --target ref --target gearmand --target perl --target gear \
@@ -101,8 +103,10 @@ fuzz: setup
 	  $(BIN)/gearspec fuzz $$fuzzer $(FUZZ_ARGS) || found=1; \
 	done; exit $$found
 
+# The figures then go into the main report (make report picks mutation.json up).
 mutate: setup
-	$(BIN)/gearspec mutate --json $(LATEST)/mutation.json
+	$(BIN)/gearspec mutate --json $(LATEST)/mutation.json; status=$$?; \
+	test $$status -gt 1 || $(MAKE) --no-print-directory report || status=1; exit $$status
 
 # Decoding speed of captures: a made-up capture of a million Gearman packets.
 bench-pcap: setup

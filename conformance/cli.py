@@ -97,6 +97,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="write each case's traffic as DIR/<target>/<case id, / as __>.pcap")
     add("--bench", type=Path, default=None, metavar="FILE",
         help="gearspec bench --json figures to chart in the HTML report")
+    add("--mutation", type=Path, default=None, metavar="FILE",
+        help="gearspec mutate --json figures: into the run JSON and the HTML report")
     return parser
 
 

@@ -37,6 +37,7 @@ from tabulate import tabulate
 
 from conformance.mutants import ROOT, Mutant, install, mutants_of
 from reference_server.usage import Parser, UsageError  # not the server: the mutants' modules
+from results.mutation import COUNTS, score, score_rows
 
 MODULES = ("reference_server/core", "reference_server/protocol")
 EQUIVALENT = Path(__file__).resolve().parent / "equivalent-mutants.yaml"
@@ -118,14 +119,12 @@ def judge(mutant: Mutant, failing: list[str] | None, seconds: float,
 def scores(outcomes: list[Outcome]) -> dict[str, dict[str, Any]]:
     per: dict[str, dict[str, Any]] = {}
     for outcome in outcomes:
-        row = per.setdefault(outcome.mutant.module, {"mutants": 0, "killed": 0, "timeout": 0,
-                                                      "survived": 0, "equivalent": 0})
+        row = per.setdefault(outcome.mutant.module, dict.fromkeys(COUNTS, 0))
         row["mutants"] += 1
         status = "killed" if outcome.status == "stale-equivalent" else outcome.status
         row[status] += 1
     for row in per.values():
-        counted = row["mutants"] - row["equivalent"]
-        row["score"] = round((row["killed"] + row["timeout"]) / counted, 4) if counted else 1.0
+        row["score"] = round(score(row), 4)
     return per
 
 
@@ -147,15 +146,8 @@ def report(outcomes: list[Outcome], options: dict[str, Any]) -> dict[str, Any]:
 
 
 def table(summary: dict[str, Any]) -> str:
-    rows = [[module, r["mutants"], r["killed"], r["timeout"], r["survived"], r["equivalent"],
-             f"{100 * r['score']:.1f}%"] for module, r in sorted(summary["modules"].items())]
-    total = {k: sum(r[k] for r in summary["modules"].values())
-             for k in ("mutants", "killed", "timeout", "survived", "equivalent")}
-    counted = total["mutants"] - total["equivalent"]
-    score = (total["killed"] + total["timeout"]) / counted if counted else 1.0
-    rows.append(["all", *total.values(), f"{100 * score:.1f}%"])
-    return tabulate(rows, headers=["module", "mutants", "killed", "timeout", "survived",
-                                   "equivalent", "score"])
+    rows = [list(row.values()) for row in score_rows(summary["modules"])]
+    return tabulate(rows, headers=["module", *COUNTS, "score"])
 
 
 def chosen_mutants(modules: list[str], only: list[str]) -> list[Mutant]:

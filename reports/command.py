@@ -1,6 +1,7 @@
 """``gearspec report``: render a saved run (or compare two) without running anything.
 
     gearspec report reports/latest/run.json [--out DIR] [--junit FILE] [--bench FILE]
+                    [--mutation FILE] [--json RUN.json]
     gearspec report --compare OLD.json NEW.json [--out DIR]
     gearspec report --merge A.json B.json ... [--json MERGED.json] [--out DIR] [--junit FILE]
 """
@@ -34,6 +35,17 @@ def load_bench(path: Path) -> dict:  # type: ignore[type-arg]
         raise ValueError(f"cannot read bench results {path}: {error}") from None
 
 
+def load_mutation(path: Path) -> dict:  # type: ignore[type-arg]
+    """A ``gearspec mutate --json`` file, to attach to a run (``--mutation``)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read mutation results {path}: {error}") from None
+    if not isinstance(data, dict) or not {"modules", "survivors"} <= data.keys():
+        raise ValueError(f"{path} is not a gearspec mutate --json file (no modules, survivors)")
+    return data
+
+
 def main(argv: list[str], prog: str = "gearspec report") -> int:
     parser = _Parser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("run", nargs="?", type=Path, help="a run JSON written by gearspec run")
@@ -41,10 +53,14 @@ def main(argv: list[str], prog: str = "gearspec report") -> int:
     parser.add_argument("--merge", nargs="+", type=Path, metavar="RUN",
                         help="shards (gearspec run --shard) or runs of other targets of one "
                              "catalog, as one run")
-    parser.add_argument("--json", type=Path, help="with --merge: write the merged run JSON")
+    parser.add_argument("--json", type=Path,
+                        help="write the run JSON (merged, or with --mutation attached) here")
     parser.add_argument("--out", type=Path, default=Path("reports/latest"))
     parser.add_argument("--junit", type=Path, help="also write JUnit XML here")
     parser.add_argument("--bench", type=Path, help="a gearspec bench --json file to chart")
+    parser.add_argument("--mutation", type=Path, metavar="FILE",
+                        help="a gearspec mutate --json file: its scores and survivors go into "
+                             "the run JSON and the report")
     parser.add_argument("--format", choices=list(FORMATS), default="plain")
     try:
         args = parser.parse_args(argv)
@@ -65,6 +81,8 @@ def main(argv: list[str], prog: str = "gearspec report") -> int:
         else:
             run = RunResult.read(args.run)
         bench = load_bench(args.bench) if args.bench else None
+        if args.mutation:
+            run.mutation = load_mutation(args.mutation)
     except ValueError as error:  # MergeError too
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from reports.charts import COLOURS, bench_charts, verdict_bar
 from reports.findings import findings, markdown
 from results import CaseResult, RunResult, ScenarioInfo, Verdict
+from results.mutation import score_rows
 
 _env = Environment(loader=PackageLoader("reports", "templates"),
                    autoescape=select_autoescape(["html"]), trim_blocks=True,
@@ -42,6 +43,14 @@ def _root_from(path: str) -> str:
     return "../" * path.count("/")
 
 
+def mutation_view(mutation: dict[str, Any]) -> dict[str, Any]:
+    """The mutation section: a row per module and one for all."""
+    if not mutation.get("modules"):
+        return {}
+    return {"rows": score_rows(mutation["modules"]), "survivors": mutation.get("survivors", []),
+            "equivalent": mutation.get("equivalent", [])}
+
+
 def render(run: RunResult, out: Path, bench: dict[str, Any] | None = None) -> Path:
     """Write the report; returns the index path."""
     out.mkdir(parents=True, exist_ok=True)
@@ -60,7 +69,7 @@ def render(run: RunResult, out: Path, bench: dict[str, Any] | None = None) -> Pa
         bars={t: verdict_bar(totals.get(t, {})) for t in targets},
         coverage=run.coverage.get("lines", []), unsupported=run.unsupported_lines(),
         findings=sum(len(v) for v in findings(run).values()),
-        bench=bench_charts(bench) if bench else "",
+        bench=bench_charts(bench) if bench else "", mutation=mutation_view(run.mutation),
         options=json.dumps(run.options, ensure_ascii=False))
     (out / "index.html").write_text(index)
     found = findings(run)

@@ -121,6 +121,9 @@ class RunResult:
     scenarios: list[ScenarioInfo] = field(default_factory=list)
     results: list[CaseResult] = field(default_factory=list)
     coverage: dict[str, Any] = field(default_factory=dict)
+    #: ``gearspec mutate --json`` figures attached to the run (``--mutation FILE``):
+    #: the score per module, the survivors with their diffs, the equivalents.
+    mutation: dict[str, Any] = field(default_factory=dict)
 
     def totals(self) -> dict[str, dict[str, int]]:
         """target → verdict → count."""

@@ -65,7 +65,8 @@ def merge(runs: Sequence[tuple[str, RunResult]]) -> RunResult:
     merged = RunResult(started=min(run.started for _, run in runs),
                        finished=max(run.finished for _, run in runs),
                        gearspec_version=first.gearspec_version, options=options,
-                       coverage=first.coverage)
+                       coverage=first.coverage,
+                       mutation=next((run.mutation for _, run in runs if run.mutation), {}))
     scenarios, played = {}, {}
     for name, run in runs:
         for target in run.targets:

@@ -6,6 +6,7 @@ catalog in a process of its own (``conformance/mutants.py``, ``conformance/mutat
 * the command kills a mutant the selected cases catch, reports a survivor with its
   diff, takes a listed equivalent as equivalent, and reports a listed one that is
   killed (the list must stay true); the score counts what is not equivalent;
+* the figures go into the run JSON (``--mutation``), a merged run and the HTML report;
 * a catalog that cannot finish on the unmutated server stops the command in one line.
 """
 
@@ -14,8 +15,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from html import escape as html_escape
 from pathlib import Path
 
+import jsonschema
 import yaml
 
 from conformance.mutants import ROOT, mutants_of
@@ -81,6 +84,36 @@ def test_killed_survived_equivalent_and_a_stale_equivalent(tmp_path: Path) -> No
     assert entry["id"] == low_fg and "\n-" in entry["diff"] and "\n+" in entry["diff"]
     assert f"survived: {low_fg}" in survivor.stdout
     assert json.loads(out.read_text())["modules"][PRIORITY]["score"] == 0.0
+    _the_figures_go_into_the_run_json_and_the_report(out, entry, tmp_path)
+
+
+def _the_figures_go_into_the_run_json_and_the_report(mutation: Path, survivor: dict[str, str],
+                                                     tmp_path: Path) -> None:
+    run_json, html = tmp_path / "run.json", tmp_path / "report"
+    done = subprocess.run([sys.executable, "-m", "gearspec", "run", "--target", "inproc",
+                           "--select", "client/echo/*", "--mutation", str(mutation),
+                           "--json", str(run_json), "--report", str(html)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads(run_json.read_text())
+    jsonschema.validate(data, json.loads((ROOT / "reports" / "schema.json").read_text()))
+    assert data["mutation"]["survivors"] == [survivor]
+    page = (html / "index.html").read_text()
+    # The row of the module and the total, then the survivor's id and its diff.
+    assert f'<td class="mono">{PRIORITY}</td><td>1</td><td>0</td>' in page
+    assert "<td><b>0.0%</b></td></tr>" in page and html_escape(survivor["id"]) in page
+    assert html_escape(survivor["diff"]) in page
+    # Merged runs keep it; a file that is not mutate's is refused in one line.
+    merged = tmp_path / "merged.json"
+    subprocess.run([sys.executable, "-m", "gearspec", "report", "--merge", str(run_json),
+                    "--json", str(merged), "--out", str(tmp_path / "m")],
+                   capture_output=True, text=True, timeout=120, cwd=ROOT, check=True)
+    assert json.loads(merged.read_text())["mutation"] == data["mutation"]
+    refused = subprocess.run([sys.executable, "-m", "gearspec", "report", str(run_json),
+                              "--mutation", str(run_json), "--out", str(tmp_path / "r")],
+                             capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "is not a gearspec mutate --json file" in refused.stderr
 
 
 def test_a_catalog_that_cannot_finish_unmutated_stops_in_one_line() -> None:
