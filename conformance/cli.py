@@ -34,6 +34,7 @@ from conformance.specs import mode_of, parse_target
 from conformance.targets import TargetError
 from reference_server.usage import Parser, UsageError
 from results import RunResult
+from results.figures import bench_file, mutation_file
 
 DEFAULT_JSON = Path("reports/latest/run.json")
 
@@ -95,9 +96,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     add("--junit", type=Path, default=None, metavar="FILE", help="also write JUnit XML")
     add("--pcap-dir", type=Path, default=None, metavar="DIR",
         help="write each case's traffic as DIR/<target>/<case id, / as __>.pcap")
-    add("--bench", type=Path, default=None, metavar="FILE",
+    add("--bench", type=bench_file, default=None, metavar="FILE",
         help="gearspec bench --json figures to chart in the HTML report")
-    add("--mutation", type=Path, default=None, metavar="FILE",
+    add("--mutation", type=mutation_file, default=None, metavar="FILE",
         help="gearspec mutate --json figures: into the run JSON and the HTML report")
     return parser
 

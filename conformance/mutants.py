@@ -51,7 +51,8 @@ def _compare(node: ast.Compare) -> Iterator[tuple[str, ast.AST]]:
         if type(op) in SWAPS:
             ops = list(node.ops)
             ops[i] = SWAPS[type(op)]()
-            yield (f"{SYMBOLS[type(op)]} -> {SYMBOLS[type(ops[i])]}",
+            which = f" ({i + 1} of {len(ops)})" if len(ops) > 1 else ""  # a < b < c
+            yield (f"{SYMBOLS[type(op)]} -> {SYMBOLS[type(ops[i])]}{which}",
                    ast.Compare(node.left, ops, node.comparators))
 
 
@@ -111,7 +112,10 @@ class Mutant:
 
     @property
     def id(self) -> str:
-        return f"{self.module}:{self.line}:{self.col}:{self.operator}"
+        """Module, span and operator: ``a + b + c`` holds two ``+`` that start at one
+        place, so the start alone would not tell them apart."""
+        return (f"{self.module}:{self.line}:{self.col}-{self.end_line}:{self.end_col}:"
+                f"{self.operator}")
 
     @property
     def name(self) -> str:

@@ -4,6 +4,7 @@ catalog catches.
     gearspec mutate                                  # core/ and protocol/, every mutant
     gearspec mutate --module reference_server/core/jobs.py --jobs 2
     gearspec mutate --list                           # the mutants, without playing them
+    gearspec mutate --client                         # the client library, by the client catalog
 
 Each mutant (``conformance/mutants.py``) is played in a process of its own: the
 import hook puts it in place of its module, then the catalog runs against the
@@ -15,6 +16,11 @@ catalog cannot kill is a survivor, reported with its diff, unless
 listed mutant that is killed is reported, so that the list stays true).  The
 score of a module is killed / (mutants - equivalent).  The results go to a JSON
 file (``--json``) and a table; the exit status is 1 when a mutant survived.
+
+``--client`` measures the client catalog the same way: mutants of gearspec's own
+client library (``reference_server/client``), each played by the library cases
+against that library's adapter, which ``conformance/mutant_exec.py`` starts with
+the mutant in place.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import argparse
 import fnmatch
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -35,11 +42,15 @@ from typing import Any
 import yaml
 from tabulate import tabulate
 
+from conformance.mutant_exec import VARIABLE
 from conformance.mutants import ROOT, Mutant, install, mutants_of
 from reference_server.usage import Parser, UsageError  # not the server: the mutants' modules
 from results.mutation import COUNTS, score, score_rows
 
 MODULES = ("reference_server/core", "reference_server/protocol")
+#: With --client: gearspec's own client library, played by the client catalog.
+CLIENT_MODULES = ("reference_server/client",)
+CLIENT_ADAPTER = ROOT / "conformance" / "adapters" / "gearspec_client.py"
 EQUIVALENT = Path(__file__).resolve().parent / "equivalent-mutants.yaml"
 DEFAULT_JSON = Path("reports/latest/mutation.json")
 #: What a mutant's process runs: read the mutant, play the catalog, print the verdict.
@@ -57,10 +68,20 @@ class Outcome:
 
 def child() -> None:
     """In the mutant's process: stdin holds the mutant (or null for the server as
-    it is) and the case globs; the last line of stdout says which cases it failed."""
+    it is), the case globs and whether it is the client library that is mutated;
+    the last line of stdout says which cases it failed."""
     order = json.loads(sys.stdin.read())
-    if order["mutant"] is not None:
-        install(Mutant(**order["mutant"]))
+    if order.get("client"):
+        # The library runs in its adapter's processes, one per case: the mutant
+        # goes to them through mutant_exec; the harness here stays as it is.
+        os.environ[VARIABLE] = json.dumps(order["mutant"]) if order["mutant"] else ""
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+        target, mode = f"client:exec:{shlex.quote(sys.executable)} -m " \
+                       f"conformance.mutant_exec {shlex.quote(str(CLIENT_ADAPTER))}", "library"
+    else:
+        if order["mutant"] is not None:
+            install(Mutant(**order["mutant"]))
+        target, mode = "inproc", "server"
     # Imported only now, after the hook: the runner imports the server.
     import asyncio
 
@@ -68,18 +89,19 @@ def child() -> None:
     from conformance.runner import RunOptions, run, select
 
     catalog = load_catalog()
-    chosen = select([s for s in catalog if s.mode == "server"], order["select"], [])
-    result = asyncio.run(run(chosen, [("inproc", [])], RunOptions(jobs=1),
+    chosen = select([s for s in catalog if s.mode == mode], order["select"], [])
+    result = asyncio.run(run(chosen, [(target, [])], RunOptions(jobs=1),
                              catalog_ids={s.id for s in catalog}))
     print(json.dumps({"unexpected": [r.scenario for r in result.unexpected]}))
 
 
-def play(mutant: Mutant | None, select: list[str], timeout: float) -> tuple[list[str] | None,
-                                                                            float]:
+def play(mutant: Mutant | None, select: list[str], timeout: float,
+         client: bool = False) -> tuple[list[str] | None, float]:
     """The cases that fail with this mutant in place (None: the run outlived the
     timeout), and how long it took."""
     began = time.monotonic()
-    order = json.dumps({"mutant": mutant.to_json() if mutant else None, "select": select})
+    order = json.dumps({"mutant": mutant.to_json() if mutant else None, "select": select,
+                        "client": client})
     try:
         done = subprocess.run([sys.executable, "-c", CHILD], input=order, text=True,
                               capture_output=True, timeout=timeout, cwd=ROOT,
@@ -150,9 +172,10 @@ def table(summary: dict[str, Any]) -> str:
     return tabulate(rows, headers=["module", *COUNTS, "score"])
 
 
-def chosen_mutants(modules: list[str], only: list[str]) -> list[Mutant]:
+def chosen_mutants(modules: list[str], only: list[str],
+                   default: tuple[str, ...] = MODULES) -> list[Mutant]:
     paths: list[Path] = []
-    for name in modules or list(MODULES):
+    for name in modules or list(default):
         path = (ROOT / name).resolve()
         if not path.exists() or ROOT not in path.parents:
             raise ValueError(f"--module {name}: no such module or folder in the project")
@@ -177,6 +200,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--equivalent", type=Path, default=EQUIVALENT, metavar="FILE",
                         help="the mutants known to be equivalent, each with its reason")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    parser.add_argument("--client", action="store_true",
+                        help="mutate gearspec's client library (default: "
+                             "reference_server/client) and play the client catalog against "
+                             "its adapter instead")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     return parser
 
@@ -186,14 +213,15 @@ def main(argv: list[str] | None = None, prog: str = "gearspec mutate") -> int:
         args = build_parser(prog).parse_args(argv)
         if args.jobs < 1 or args.timeout <= 0:
             raise UsageError("--jobs and --timeout must be positive")
-        mutants = chosen_mutants(args.module, args.only)
+        default = CLIENT_MODULES if args.client else MODULES
+        mutants = chosen_mutants(args.module, args.only, default)
     except (UsageError, ValueError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     if args.list:
         print("\n".join(m.id for m in mutants))
         return 0
-    failing, _ = play(None, args.select, args.timeout)
+    failing, _ = play(None, args.select, args.timeout, args.client)
     if failing is None or failing:
         why = f"does not finish within --timeout {args.timeout:g}" if failing is None else \
             f"fails ({', '.join(failing)})"
@@ -202,10 +230,12 @@ def main(argv: list[str] | None = None, prog: str = "gearspec mutate") -> int:
         return 2
     known = equivalents(args.equivalent)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        played = list(pool.map(lambda m: play(m, args.select, args.timeout), mutants))
+        played = list(pool.map(lambda m: play(m, args.select, args.timeout, args.client),
+                               mutants))
     outcomes = [judge(m, f, s, known) for m, (f, s) in zip(mutants, played, strict=True)]
-    summary = report(outcomes, {"modules": args.module or list(MODULES), "only": args.only,
-                                "select": args.select, "timeout": args.timeout})
+    summary = report(outcomes, {"modules": args.module or list(default), "only": args.only,
+                                "select": args.select, "timeout": args.timeout,
+                                "catalog": "client" if args.client else "server"})
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(summary, indent=1))
     print(table(summary))

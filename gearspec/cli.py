@@ -53,16 +53,11 @@ def _render(result: RunResult, args: Any, prog: str) -> int:
     """Write and show a run: its JSON, the summary, and what ``args`` asks for
     (``junit``, ``report``, ``bench``, ``pcap_dir``).  Exit status 1 when anything
     was unexpected."""
-    from reports.command import load_bench, load_mutation
     from reports.terminal import summary
 
-    try:
-        bench = load_bench(args.bench) if getattr(args, "bench", None) else None
-        if getattr(args, "mutation", None):
-            result.mutation = load_mutation(args.mutation)
-    except ValueError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
+    bench = getattr(args, "bench", None)  # read (and checked) with the command line
+    if getattr(args, "mutation", None):
+        result.mutation = args.mutation
     result.write(args.json)
     print(summary(result, args.format))
     print(f"\nresults: {args.json}")

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -20,30 +19,13 @@ from reports.html import render, render_compare
 from reports.junit import write_junit
 from reports.terminal import FORMATS, summary
 from results import RunResult
+from results.figures import bench_file, mutation_file
 from results.merge import merge
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise ValueError(message)
-
-
-def load_bench(path: Path) -> dict:  # type: ignore[type-arg]
-    try:
-        return json.loads(path.read_text())  # type: ignore[no-any-return]
-    except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read bench results {path}: {error}") from None
-
-
-def load_mutation(path: Path) -> dict:  # type: ignore[type-arg]
-    """A ``gearspec mutate --json`` file, to attach to a run (``--mutation``)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read mutation results {path}: {error}") from None
-    if not isinstance(data, dict) or not {"modules", "survivors"} <= data.keys():
-        raise ValueError(f"{path} is not a gearspec mutate --json file (no modules, survivors)")
-    return data
 
 
 def main(argv: list[str], prog: str = "gearspec report") -> int:
@@ -57,8 +39,8 @@ def main(argv: list[str], prog: str = "gearspec report") -> int:
                         help="write the run JSON (merged, or with --mutation attached) here")
     parser.add_argument("--out", type=Path, default=Path("reports/latest"))
     parser.add_argument("--junit", type=Path, help="also write JUnit XML here")
-    parser.add_argument("--bench", type=Path, help="a gearspec bench --json file to chart")
-    parser.add_argument("--mutation", type=Path, metavar="FILE",
+    parser.add_argument("--bench", type=bench_file, help="a gearspec bench --json file to chart")
+    parser.add_argument("--mutation", type=mutation_file, metavar="FILE",
                         help="a gearspec mutate --json file: its scores and survivors go into "
                              "the run JSON and the report")
     parser.add_argument("--format", choices=list(FORMATS), default="plain")
@@ -80,9 +62,8 @@ def main(argv: list[str], prog: str = "gearspec report") -> int:
             raise ValueError("give a run JSON, --compare OLD NEW or --merge RUN ...")
         else:
             run = RunResult.read(args.run)
-        bench = load_bench(args.bench) if args.bench else None
         if args.mutation:
-            run.mutation = load_mutation(args.mutation)
+            run.mutation = args.mutation
     except ValueError as error:  # MergeError too
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
@@ -93,5 +74,5 @@ def main(argv: list[str], prog: str = "gearspec report") -> int:
     if args.junit:
         write_junit(run, args.junit)
         print(f"junit: {args.junit}")
-    print(f"report: {render(run, args.out, bench)}")
+    print(f"report: {render(run, args.out, args.bench)}")
     return 1 if args.merge and run.unexpected else 0

@@ -681,12 +681,21 @@ def keepalive_timer_ms(row: str) -> int | None:
     return (minutes * 60 + seconds) * 1000 + millis
 
 
+# The case for --keepalive-idle: the first probe is due within its 30 s, where
+# without it the kernel's default (tcp_keepalive_time, 7200 s) is left, so a
+# server that ignored the option fails here.
 @pytest.mark.parametrize("kind", ["ref", "gearmand"])
-def test_keepalive_idle_sets_the_first_probe_time(launcher: Launcher, kind: str) -> None:
+@pytest.mark.parametrize("idle", [True, False], ids=["idle-30", "default-idle"])
+def test_keepalive_idle_sets_the_first_probe_time(launcher: Launcher, kind: str,
+                                                  idle: bool) -> None:
     require_program("ss", "iproute2")
-    server = launcher.start(kind, "--keepalive", "--keepalive-idle", "30")
+    default = int(Path("/proc/sys/net/ipv4/tcp_keepalive_time").read_text())
+    if not idle and default <= 30:
+        pytest.skip(f"tcp_keepalive_time is {default} s here: no different from 30 s")
+    server = launcher.start(kind, "--keepalive", *(["--keepalive-idle", "30"] if idle else []))
     with connected(server.port):
         rows = established_rows(server.port)
         assert len(rows) == 1, rows
         left = keepalive_timer_ms(rows[0])
-        assert left is not None and 0 < left <= 30_000, rows[0]
+        assert left is not None, rows[0]
+        assert (0 < left <= 30_000) if idle else left > 30_000, rows[0]

@@ -56,6 +56,7 @@ def test_the_server_modules_have_mutants_with_stable_ids() -> None:
     assert len(first) == len(set(first)) >= 5
     listed = mutate("--list").stdout.splitlines()
     assert set(first) <= set(listed) and len(listed) > 500
+    assert len(listed) == len(set(listed))  # nested nodes that start at one place too
 
 
 def test_killed_survived_equivalent_and_a_stale_equivalent(tmp_path: Path) -> None:
@@ -114,9 +115,32 @@ def _the_figures_go_into_the_run_json_and_the_report(mutation: Path, survivor: d
                              capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "is not a gearspec mutate --json file" in refused.stderr
+    # gearspec run refuses it when it reads its command line, before playing anything.
+    before = subprocess.run([sys.executable, "-m", "gearspec", "run", "--target", "inproc",
+                             "--mutation", str(run_json), "--json", str(tmp_path / "no.json")],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert before.returncode == 2 and before.stderr.count("\n") == 1, before.stderr
+    assert "is not a gearspec mutate --json file" in before.stderr
+    assert not (tmp_path / "no.json").exists() and "results:" not in before.stdout
 
 
 def test_a_catalog_that_cannot_finish_unmutated_stops_in_one_line() -> None:
     done = mutate("--module", PRIORITY, "--timeout", "0.2")
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "does not finish within --timeout 0.2" in done.stderr
+
+
+def test_the_client_library_is_mutated_in_its_adapters_processes(tmp_path: Path) -> None:
+    """``--client``: the mutant reaches the adapter's own processes (through
+    conformance/mutant_exec.py), and the client catalog kills it there."""
+    module = "reference_server/client/client.py"
+    line = next(n for n, text in enumerate((ROOT / module).read_text().splitlines(), 1)
+                if "async def echo(" in text) + 2  # its `return args[0]`
+    out = tmp_path / "client.json"
+    done = mutate("--client", "--module", module, "--only", f"{module}:{line}:*",
+                  "--select", "library/client-echo/*", "--jobs", "1", "--json", str(out))
+    summary = json.loads(out.read_text())
+    [mutant] = summary["mutants"]
+    assert mutant["status"] == "killed", done.stdout + done.stderr
+    assert mutant["killed_by"][0].startswith("library/client-echo/")
+    assert summary["options"]["catalog"] == "client" and done.returncode == 0

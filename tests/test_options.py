@@ -45,8 +45,9 @@ NOT_ON_THE_WIRE = {
     "--hashtable-buckets": "the job table's size, not its behaviour",
     "--config-file": "another way to give these same options",
     "--ssl": "Debian's gearmand is built without TLS: it speaks plaintext either way",
-    "--keepalive": "TCP keepalive probes (not yet checked: a peer sees them only "
-                   "below the protocol, in the kernel's timers)",
+    "--keepalive": "TCP keepalive probes, below the protocol: tests/test_cli.py reads the "
+                   "kernel's timer of gearmand's and ref's sockets (--keepalive-idle 30 "
+                   "against the default)",
 }
 
 
