@@ -5,6 +5,7 @@ catalog catches.
     gearspec mutate --module reference_server/core/jobs.py --jobs 2
     gearspec mutate --list                           # the mutants, without playing them
     gearspec mutate --client                         # the client library, by the client catalog
+    gearspec mutate --fuzz --from mutation.json      # the fuzzers, on what the catalog kills
 
 Each mutant (``conformance/mutants.py``) is played in a process of its own: the
 import hook puts it in place of its module, then the catalog runs against the
@@ -20,7 +21,8 @@ file (``--json``) and a table; the exit status is 1 when a mutant survived.
 ``--client`` measures the client catalog the same way: mutants of gearspec's own
 client library (``reference_server/client``), each played by the library cases
 against that library's adapter, which ``conformance/mutant_exec.py`` starts with
-the mutant in place.
+the mutant in place.  ``--fuzz`` (``fuzz/power.py``) measures the fuzzers on the
+mutants a run of this command killed.
 """
 
 from __future__ import annotations

@@ -154,6 +154,10 @@ def _interop(argv: list[str]) -> int:
 
 
 def _mutate(argv: list[str]) -> int:
+    if "--fuzz" in argv:  # the fuzzers' strength, on the mutants the catalog kills
+        from fuzz.power import main as fuzz_power
+
+        return fuzz_power(argv, prog="gearspec mutate --fuzz")
     from conformance.mutation import main
 
     return main(argv, prog="gearspec mutate")
