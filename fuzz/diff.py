@@ -1,7 +1,9 @@
 """Differential fuzzing: the same generated conversation with two servers.
 
 A generated case is a list of sends over a few named connections (clients,
-workers, an admin connection), written with variables: ``$fa`` and ``$fb`` are
+workers, an admin connection): up to two job lives first (a worker that can do
+the function, asleep or not, a submit, the grab, progress and a result: what
+random sends alone seldom reach), then random sends. It is written with variables: ``$fa`` and ``$fb`` are
 function names made unique to the case, ``$h1``, ``$h2``, ... the job handles
 in the order the server first mentions them.  ``Recorder`` plays it against
 one server: after every send it collects what each connection received, up to
@@ -120,8 +122,60 @@ def joins_a_foreground_job(sends: list[Send]) -> bool:
     return False
 
 
-cases = st.lists(st.one_of(client_sends, worker_sends, worker_sends, admin_sends),
-                 min_size=1, max_size=14).filter(lambda sends: not joins_a_foreground_job(sends))
+SUBMITS = [T.SUBMIT_JOB, T.SUBMIT_JOB_HIGH, T.SUBMIT_JOB_LOW, T.SUBMIT_JOB_BG,
+           T.SUBMIT_JOB_HIGH_BG, T.SUBMIT_JOB_LOW_BG]
+
+
+def _progress(worker: str, handle: str) -> st.SearchStrategy[Send]:
+    """What a worker sends about the job it holds, before its result."""
+    return st.one_of(
+        st.builds(lambda t, d: _packet(worker, t, handle=handle, data=d),
+                  st.sampled_from([T.WORK_DATA, T.WORK_WARNING]), data),
+        st.builds(lambda n, d: _packet(worker, T.WORK_STATUS, handle=handle, numerator=n,
+                                       denominator=d),
+                  st.sampled_from(["0", "1", "3"]), st.sampled_from(["2", "10"])),
+        st.builds(lambda c: _packet(c, T.GET_STATUS, handle=handle), st.sampled_from(["c1", "c2"])),
+        st.just(Send("admin", None, line="status")))
+
+
+def _ending(worker: str, handle: str) -> st.SearchStrategy[list[Send]]:
+    return st.one_of(
+        st.builds(lambda t, d: [_packet(worker, t, handle=handle, data=d)],
+                  st.sampled_from([T.WORK_COMPLETE, T.WORK_EXCEPTION]), data),
+        st.just([_packet(worker, T.WORK_FAIL, handle=handle)]),
+        st.just([]))  # still running when the rest of the case begins
+
+
+def life(number: int) -> st.SearchStrategy[list[Send]]:
+    """A job's life, so that cases reach what random sends seldom do: a worker that
+    can do the function (asleep or not), a submit, the grab, progress and a result.
+    Lives come first in a case, each making one new job, so the job of life N is the
+    case's handle $hN (unless a unique made it join an earlier one)."""
+    handle = f"$h{number}"
+
+    def one(worker: str, client: str, submit: PacketType, function: str, unique: str,
+            payload: str, sleeps: bool, option: bool, grab: PacketType,
+            steps: list[Send], end: list[Send]) -> list[Send]:
+        return [*([_packet(client, T.OPTION_REQ, option="exceptions")] if option else []),
+                _packet(worker, T.CAN_DO, function=function),
+                *([_packet(worker, T.PRE_SLEEP)] if sleeps else []),
+                _packet(client, submit, function=function, unique=unique, data=payload),
+                _packet(worker, grab), *steps, *end]
+
+    worker = st.sampled_from(["w1", "w2"])
+    return worker.flatmap(lambda w: st.builds(
+        one, st.just(w), st.sampled_from(["c1", "c2"]), st.sampled_from(SUBMITS), functions,
+        uniques, data, st.booleans(), st.booleans(),
+        st.sampled_from([T.GRAB_JOB, T.GRAB_JOB_UNIQ, T.GRAB_JOB_ALL]),
+        st.lists(_progress(w, handle), max_size=4), _ending(w, handle)))
+
+
+#: Up to two lives, then up to 14 sends of any kind.
+cases = st.builds(
+    lambda lives, rest: [send for sends in lives for send in sends] + rest,
+    st.integers(0, 2).flatmap(lambda n: st.tuples(*(life(i + 1) for i in range(n)))),
+    st.lists(st.one_of(client_sends, worker_sends, worker_sends, admin_sends), max_size=14),
+).filter(lambda sends: bool(sends) and not joins_a_foreground_job(sends))
 
 
 @dataclass
