@@ -9,14 +9,15 @@ catalog catches.
 
 Each mutant (``conformance/mutants.py``) is played in a process of its own: the
 import hook puts it in place of its module, then the catalog runs against the
-``inproc`` target, judged by the reference server's (empty) baseline.  Any
-unexpected verdict kills the mutant; a run that outlives ``--timeout`` counts as
-killed too (a hang is what a real run would report as an ERROR).  A mutant the
-catalog cannot kill is a survivor, reported with its diff, unless
-``conformance/equivalent-mutants.yaml`` lists it as equivalent with a reason (a
-listed mutant that is killed is reported, so that the list stays true).  The
-score of a module is killed / (mutants - equivalent).  The results go to a JSON
-file (``--json``) and a table; the exit status is 1 when a mutant survived.
+``inproc`` target. A case whose verdict differs from the server as it is kills
+the mutant (a MAY case's INFO counts as much as a MUST case's FAIL); a run that
+outlives ``--timeout`` counts as killed too (a hang is what a real run would
+report as an ERROR). A mutant the catalog cannot kill is a survivor, reported
+with its diff, unless ``conformance/equivalent-mutants.yaml`` lists it as
+equivalent with a reason (a listed mutant that is killed is reported, so that
+the list stays true). The score of a module is killed / (mutants - equivalent).
+The results go to a JSON file (``--json``) and a table; the exit status is 1
+when a mutant survived.
 
 ``--client`` measures the client catalog the same way: mutants of gearspec's own
 client library (``reference_server/client``), each played by the library cases
@@ -94,13 +95,16 @@ def child() -> None:
     chosen = select([s for s in catalog if s.mode == mode], order["select"], [])
     result = asyncio.run(run(chosen, [(target, [])], RunOptions(jobs=1),
                              catalog_ids={s.id for s in catalog}))
-    print(json.dumps({"unexpected": [r.scenario for r in result.unexpected]}))
+    # Every verdict but PASS: a MAY case's INFO or a SHOULD's NON-STRICT changes too.
+    print(json.dumps({"verdicts": {r.scenario: r.verdict.value for r in result.results
+                                   if r.verdict.value != "PASS"},
+                      "unexpected": [r.scenario for r in result.unexpected]}))
 
 
 def play(mutant: Mutant | None, select: list[str], timeout: float,
-         client: bool = False) -> tuple[list[str] | None, float]:
-    """The cases that fail with this mutant in place (None: the run outlived the
-    timeout), and how long it took."""
+         client: bool = False) -> tuple[dict[str, str] | None, float]:
+    """The verdict of every case that does not pass with this mutant in place (None:
+    the run outlived the timeout), and how long it took."""
     began = time.monotonic()
     order = json.dumps({"mutant": mutant.to_json() if mutant else None, "select": select,
                         "client": client})
@@ -112,13 +116,20 @@ def play(mutant: Mutant | None, select: list[str], timeout: float,
         return None, time.monotonic() - began
     lines = done.stdout.strip().splitlines()
     try:
-        failing = list(json.loads(lines[-1])["unexpected"])
+        verdicts = dict(json.loads(lines[-1])["verdicts"])
     except (IndexError, ValueError, KeyError):
         # The run itself broke (the mutant broke an import, say): as a real run
         # would, that is a failure, and its last words say which.
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        failing = [f"(the run failed: {tail[:200]})"]
-    return failing, time.monotonic() - began
+        verdicts = {f"(the run failed: {tail[:200]})": "ERROR"}
+    return verdicts, time.monotonic() - began
+
+
+def changed(verdicts: dict[str, str] | None, before: dict[str, str]) -> list[str] | None:
+    """The cases whose verdict the mutant changed (a kill), from the server as it is."""
+    if verdicts is None:
+        return None
+    return sorted(case for case in {*verdicts, *before} if verdicts.get(case) != before.get(case))
 
 
 def equivalents(path: Path = EQUIVALENT) -> dict[str, str]:
@@ -223,7 +234,9 @@ def main(argv: list[str] | None = None, prog: str = "gearspec mutate") -> int:
     if args.list:
         print("\n".join(m.id for m in mutants))
         return 0
-    failing, _ = play(None, args.select, args.timeout, args.client)
+    before, _ = play(None, args.select, args.timeout, args.client)
+    failing = None if before is None else \
+        sorted(case for case, verdict in before.items() if verdict in ("FAIL", "ERROR"))
     if failing is None or failing:
         why = f"does not finish within --timeout {args.timeout:g}" if failing is None else \
             f"fails ({', '.join(failing)})"
@@ -234,7 +247,9 @@ def main(argv: list[str] | None = None, prog: str = "gearspec mutate") -> int:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         played = list(pool.map(lambda m: play(m, args.select, args.timeout, args.client),
                                mutants))
-    outcomes = [judge(m, f, s, known) for m, (f, s) in zip(mutants, played, strict=True)]
+    assert before is not None
+    outcomes = [judge(m, changed(v, before), s, known)
+                for m, (v, s) in zip(mutants, played, strict=True)]
     summary = report(outcomes, {"modules": args.module or list(default), "only": args.only,
                                 "select": args.select, "timeout": args.timeout,
                                 "catalog": "client" if args.client else "server"})

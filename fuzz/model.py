@@ -3,13 +3,14 @@
 ``GearmanMachine`` is a hypothesis ``RuleBasedStateMachine`` that drives two
 clients and two workers over two functions: submits of every priority,
 foreground and background, with or without a unique; CAN_DO, CANT_DO and
-RESET_ABILITIES; grabs; WORK_DATA, WORK_COMPLETE and WORK_FAIL; workers and
-clients hanging up.  ``Model`` (``fuzz/oracle.py``) predicts, as gearmand
-1.1.20 does, which job each grab gets, what every client hears, and the admin
-``status`` counts, and after every rule the server is asked and compared
-(what a connection received is read up to a sync marker, ``Link.sync``).
-``GearmanMachine.bound(address)`` is the machine for one server: a subclass
-with its address and callbacks.
+RESET_ABILITIES; grabs; PRE_SLEEP; WORK_DATA, WORK_WARNING, WORK_STATUS,
+WORK_COMPLETE, WORK_FAIL and WORK_EXCEPTION; GET_STATUS; OPTION_REQ; ECHO;
+workers and clients hanging up.  ``Model`` (``fuzz/oracle.py``) predicts, as
+gearmand 1.1.20 does, which job each grab gets, what every client hears, the
+admin ``status`` counts and the NOOPs that wake sleeping workers, and after
+every rule the server is asked and compared (what a connection received is read
+up to a sync marker, ``Link.sync``).  ``GearmanMachine.bound(address)`` is the
+machine for one server: a subclass with its address and callbacks.
 
 Jobs live in two bundles: ``jobs``, every job a submit created with a unique
 (a coalescing submit draws one and submits onto its unique: onto the job itself
@@ -53,7 +54,7 @@ from hypothesis.stateful import (
 from conformance.loader import load_case
 from conformance.nodes import matcher_data
 from conformance.scenario import Matcher, Scenario
-from fuzz.oracle import FUNCTIONS, WORKERS, Job, Model, Registration
+from fuzz.oracle import FUNCTIONS, PRIORITIES, REPORTS, WORKERS, Job, Model, Registration
 from fuzz.tidy import tidy
 from reference_server.client import Admin, ConnectionClosed, Link, SyncMarkers
 from reference_server.client.errors import SyncTimeout
@@ -61,9 +62,6 @@ from reference_server.protocol import PACKETS, Event, Packet, PacketType
 
 T = PacketType
 R = TypeVar("R")
-PRIORITIES = {"high": (T.SUBMIT_JOB_HIGH, T.SUBMIT_JOB_HIGH_BG, 0),
-              "normal": (T.SUBMIT_JOB, T.SUBMIT_JOB_BG, 1),
-              "low": (T.SUBMIT_JOB_LOW, T.SUBMIT_JOB_LOW_BG, 2)}
 CLIENTS = ("c0", "c1")
 TIMEOUT = 10.0  # seconds for any one exchange with the server
 _runs = itertools.count()
@@ -112,6 +110,7 @@ class GearmanMachine(RuleBasedStateMachine):
         self.handles: dict[bytes, str] = {}
         self.steps: list[Any] = []  # the scenario's steps, as a file writes them
         self.markers = SyncMarkers(b"model-%d-sync-" % self.run)
+        self.noops: dict[str, int] = {}  # NOOPs each connection received
 
     # ---- plumbing -----------------------------------------------------------
 
@@ -145,6 +144,8 @@ class GearmanMachine(RuleBasedStateMachine):
         except (ConnectionClosed, SyncTimeout) as error:
             got = f" after {_packets(self._shapes(error.events))}" if error.events else ""
             self.fail(f"the server stopped answering: {type(error).__name__} {error}{got}")
+        noops = [e for e in events if isinstance(e, Packet) and e.type == T.NOOP]
+        self.noops[conn] = self.noops.get(conn, 0) + len(noops)  # checked by wake_ups
         return [e for e in events if not (isinstance(e, Packet) and e.type == T.NOOP)]
 
     def expect(self, conn: str, wanted: list[tuple[PacketType, dict[str, str]]],
@@ -170,6 +171,10 @@ class GearmanMachine(RuleBasedStateMachine):
         """A received field as the scenario writes it: handles and names as variables."""
         if value in self.handles:
             return f"${self.handles[value]}"
+        if value[-1:] == b"\0" and value[:-1] in self.handles:
+            # DEVIATIONS.md: the WORK_FAIL gearmand sends for a WORK_EXCEPTION
+            # carries the handle's NUL terminator.
+            return f"${self.handles[value[:-1]]}"
         names = {v: k for k, v in self.names.items()}
         if value in names:
             return f"${names[value]}"
@@ -303,31 +308,66 @@ class GearmanMachine(RuleBasedStateMachine):
             "unique": job.unique.decode(), "data": job.data.decode()})], "grab")
         return job
 
-    @rule(target=held, job=consumes(held), kind=st.sampled_from(["complete", "fail", "data"]))
+    @rule(target=held, job=consumes(held), kind=st.sampled_from(list(REPORTS)))
     def report(self, job: Job, kind: str) -> Any:
         """The worker holding the job reports on it; its clients hear it.  A job
         that has gone back to the queue or ended since its grab leaves the bundle."""
         if job.worker is None or job not in self.model.jobs:
             return multiple()
         worker, handle = job.worker.worker, f"${job.var}"
-        if kind == "complete":
-            self.send(worker, T.WORK_COMPLETE, job.handle, b"r",
-                      shown={"handle": handle, "data": "r"})
-            heard = (T.WORK_COMPLETE, {"handle": handle, "data": "r"})
-        elif kind == "fail":
-            self.send(worker, T.WORK_FAIL, job.handle, shown={"handle": handle})
-            heard = (T.WORK_FAIL, {"handle": handle})
-        else:
-            self.send(worker, T.WORK_DATA, job.handle, b"part",
-                      shown={"handle": handle, "data": "part"})
-            heard = (T.WORK_DATA, {"handle": handle, "data": "part"})
+        packet_type, extra, ends = REPORTS[kind]
+        names = PACKETS[packet_type].args[1:]
+        self.send(worker, packet_type, job.handle, *extra,
+                  shown={"handle": handle, **{n: v.decode() for n, v in zip(names, extra)}})
+        heard = (packet_type, {"handle": handle,
+                               **{n: v.decode() for n, v in zip(names, extra)}})
         self.expect(worker, [], kind)
+        if kind == "status":
+            job.numerator, job.denominator = extra
         for client in sorted(set(job.clients)):
-            self.expect(client, [heard] * job.clients.count(client), kind)
-        if kind == "data":
+            # gearmand (since 1.1.9): WORK_EXCEPTION reaches the clients that asked
+            # for "exceptions"; the others hear WORK_FAIL.
+            told = (T.WORK_FAIL, {"handle": handle}) if kind == "exception" and \
+                client not in self.model.exceptions else heard
+            self.expect(client, [told] * job.clients.count(client), kind)
+        if not ends:
             return job  # still held
         self.model.end(job)
         return multiple()
+
+    @rule(client=st.sampled_from(CLIENTS), job=st.one_of(jobs, held))
+    def get_status(self, client: str, job: Job) -> None:
+        """PROTOCOL "GET_STATUS": known, running and the last WORK_STATUS's numbers;
+        a job that has ended is unknown (0, 0, 0, 0)."""
+        self.send(client, T.GET_STATUS, job.handle, shown={"handle": f"${job.var}"})
+        known = job in self.model.jobs
+        numbers = (job.numerator, job.denominator) if known else (b"0", b"0")
+        self.expect(client, [(T.STATUS_RES, {
+            "handle": f"${job.var}", "known": "1" if known else "0",
+            "running": "1" if known and job.worker else "0",
+            "numerator": numbers[0].decode(), "denominator": numbers[1].decode()})],
+            "get_status")
+
+    @rule(client=st.sampled_from(CLIENTS))
+    def ask_for_exceptions(self, client: str) -> None:
+        self.send(client, T.OPTION_REQ, b"exceptions")
+        self.expect(client, [(T.OPTION_RES, {"option": "exceptions"})], "option")
+        self.model.exceptions.add(client)
+
+    @rule(who=st.sampled_from([*CLIENTS, *WORKERS]), data=st.sampled_from([b"", b"e\0x"]))
+    def echo(self, who: str, data: bytes) -> None:
+        self.send(who, T.ECHO_REQ, data)
+        self.expect(who, [(T.ECHO_RES, {"data": data.decode("latin-1")})], "echo")
+
+    @rule(worker=st.sampled_from(WORKERS))
+    def pre_sleep(self, worker: str) -> None:
+        if any(job.ignore for job in self.model.jobs):
+            # An abandoned job at the head of a queue is dropped by PRE_SLEEP's look
+            # at the queues (gearmand's peek): not modelled, so not generated.
+            return
+        self.send(worker, T.PRE_SLEEP)
+        self.expect(worker, [], "pre_sleep")
+        self.model.pre_sleep(worker)
 
     @rule(who=st.sampled_from([*WORKERS, *CLIENTS]))
     def hang_up(self, who: str) -> None:
@@ -342,7 +382,11 @@ class GearmanMachine(RuleBasedStateMachine):
         gone_id = self._id(who)
         self._do(self.links.pop(who).close())
         self.steps.append(f"{who} hangup")
+        self.model.exceptions.discard(who)
+        self.noops.pop(who, None)
         if who in WORKERS:
+            self.model.awake(who)
+            self.model.noops[who] = 0
             gone, self.model.registrations[who] = self.model.registrations[who], []
             self.model.requeue(gone)
         for job in self.model.jobs:
@@ -376,6 +420,19 @@ class GearmanMachine(RuleBasedStateMachine):
             "filter": [f"${f}\t" for f in FUNCTIONS]}})
         if seen != wanted:
             self.fail(f"status: expected {wanted}, got {seen}")
+
+
+    @invariant()
+    def wake_ups(self) -> None:
+        """Every NOOP due has arrived, and no other: each sleeping worker is woken
+        once by the first job queued for it."""
+        for worker in WORKERS:
+            if worker in self.links:
+                self.expect(worker, [], "wake-up")  # reads what is waiting, NOOPs too
+                due, got = self.model.noops[worker], self.noops.get(worker, 0)
+                if got != due:
+                    self.fail(f"wake-up: {worker} should have had {due} NOOP(s) since it "
+                              f"connected, got {got}")
 
 
 def _step(key: str, fields: dict[str, Any]) -> Any:

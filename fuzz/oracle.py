@@ -11,8 +11,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from reference_server.protocol import PacketType
+
+T = PacketType
 FUNCTIONS = ("fa", "fb")
 WORKERS = ("w0", "w1")
+#: A submit's priority: its foreground and background packets, and its queue.
+PRIORITIES = {"high": (T.SUBMIT_JOB_HIGH, T.SUBMIT_JOB_HIGH_BG, 0),
+              "normal": (T.SUBMIT_JOB, T.SUBMIT_JOB_BG, 1),
+              "low": (T.SUBMIT_JOB_LOW, T.SUBMIT_JOB_LOW_BG, 2)}
+#: A worker's report: the packet, what follows the handle, and whether it ends the job.
+REPORTS: dict[str, tuple[PacketType, tuple[bytes, ...], bool]] = {
+    "complete": (T.WORK_COMPLETE, (b"r",), True),
+    "fail": (T.WORK_FAIL, (), True),
+    "exception": (T.WORK_EXCEPTION, (b"oops",), True),
+    "data": (T.WORK_DATA, (b"part",), False),
+    "warning": (T.WORK_WARNING, (b"careful",), False),
+    "status": (T.WORK_STATUS, (b"1", b"3"), False),
+}
 
 
 @dataclass(eq=False)
@@ -27,6 +43,8 @@ class Job:
     clients: list[str] = field(default_factory=list)  # one entry per foreground submit
     worker: Registration | None = None
     ignore: bool = False
+    numerator: bytes = b"0"  # the last WORK_STATUS, as GET_STATUS answers it
+    denominator: bytes = b"0"
 
 
 @dataclass(eq=False)
@@ -44,6 +62,11 @@ class Model:
             (f, p): [] for f in FUNCTIONS for p in range(3)}
         self.registrations: dict[str, list[Registration]] = {w: [] for w in WORKERS}
         self.jobs: list[Job] = []
+        self.exceptions: set[str] = set()  # clients that sent OPTION_REQ "exceptions"
+        # PRE_SLEEP and its NOOP: asleep since, woken since, NOOPs due in all.
+        self.sleeping: set[str] = set()
+        self.woken: set[str] = set()
+        self.noops: dict[str, int] = dict.fromkeys(WORKERS, 0)
 
     def existing(self, function: str, unique: bytes) -> Job | None:
         if not unique:
@@ -52,11 +75,34 @@ class Model:
                     None)
 
     def queue(self, job: Job) -> None:
+        """gearmand job.cc gearman_server_job_queue: a queued job (new, or back from a
+        worker) first wakes every sleeping worker of its function with one NOOP
+        (-w 0, the default: all of them), once per sleep."""
+        for worker, registrations in self.registrations.items():
+            if worker in self.sleeping - self.woken and \
+                    any(r.function == job.function for r in registrations):
+                self.woken.add(worker)
+                self.noops[worker] += 1
         self.queues[(job.function, job.priority)].append(job)
+
+    def pre_sleep(self, worker: str) -> None:
+        """PROTOCOL "PRE_SLEEP": a job already waiting for the worker brings a NOOP at
+        once; otherwise the worker sleeps until one is queued."""
+        functions = {r.function for r in self.registrations[worker]}
+        if any(self.queues[(f, p)] for f in functions for p in range(3)):
+            self.noops[worker] += 1
+        else:
+            self.sleeping.add(worker)
+
+    def awake(self, worker: str) -> None:
+        """A grab (or the worker's hang-up) ends its sleep."""
+        self.sleeping.discard(worker)
+        self.woken.discard(worker)
 
     def take(self, worker: str) -> Job | None:
         # VERSION: gearmand 1.1.x walks the worker's registrations, newest CAN_DO
         # first, and takes the highest priority of the first function with a job.
+        self.awake(worker)
         for registration in self.registrations[worker]:
             for priority in range(3):
                 queue = self.queues[(registration.function, priority)]
