@@ -12,6 +12,7 @@
 #   make mutate   mutation testing: every mutant of reference_server/core and protocol
 #                 against the catalog, reports/latest/mutation.json and the score in
 #                 the main report (about half an hour)
+#   make mutate-fuzz  the fuzzers hunting a sample of the mutants make mutate killed
 
 PYTHON  ?= python3
 VENV    := .venv
@@ -32,7 +33,7 @@ PY_CLIENTS  := pygearman==0.2.6 python3-gearman==0.1.0 py3gearman==0.2.0 aiogear
                gearman3==0.2.1
 NPM_CLIENTS := gearman@2.1.0 node-gearman@0.2.2
 
-.PHONY: all setup apt venv clients test lint report bench bench-pcap bench-catalog fuzz mutate clean
+.PHONY: all setup apt venv clients test lint report bench bench-pcap bench-catalog fuzz mutate mutate-fuzz clean
 
 all: test
 
@@ -107,6 +108,14 @@ fuzz: setup
 mutate: setup
 	$(BIN)/gearspec mutate --json $(LATEST)/mutation.json; status=$$?; \
 	test $$status -gt 1 || $(MAKE) --no-print-directory report || status=1; exit $$status
+
+# The fuzzers' strength: each hunts MUTANTS_SAMPLE of the mutants make mutate's catalog
+# killed, FUZZ_POWER_BUDGET each (the diff fuzzer against gearmand).
+MUTANTS_SAMPLE    ?= 30
+FUZZ_POWER_BUDGET ?= 60s
+mutate-fuzz: setup
+	$(BIN)/gearspec mutate --fuzz --from $(LATEST)/mutation.json --sample $(MUTANTS_SAMPLE) \
+	  --budget $(FUZZ_POWER_BUDGET) --json $(LATEST)/fuzz-power.json
 
 # Decoding speed of captures: a made-up capture of a million Gearman packets.
 bench-pcap: setup

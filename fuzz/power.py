@@ -58,6 +58,7 @@ class Hunt:
     found: bool
     seconds: float
     summary: str  # the campaign's line, as gearspec fuzz prints it
+    started: bool = True  # False: the mutated server never came up (found at once)
 
 
 def hunt(fuzzer: str, mutant: Mutant | None, budget: float, seed: int) -> Hunt:
@@ -76,6 +77,10 @@ def hunt(fuzzer: str, mutant: Mutant | None, budget: float, seed: int) -> Hunt:
     lines = [line for line in done.stdout.splitlines() if " against " in line]
     if done.returncode not in (0, 1) or not lines:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        if mutant is not None and done.returncode == 2 and "error: exec:" in tail:
+            # The mutant keeps the server from starting: any campaign, any run of
+            # the catalog, sees that at once.
+            return Hunt(fuzzer, True, 0.0, tail[:300], started=False)
         raise RuntimeError(f"gearspec fuzz {fuzzer} broke (exit {done.returncode}): {tail}")
     seconds = _CAMPAIGN.search(lines[0])
     return Hunt(fuzzer, done.returncode == 1, float(seconds[1]) if seconds else budget,
@@ -108,8 +113,11 @@ def figures(rows: list[dict[str, Any]], fuzzers: list[str]) -> list[dict[str, An
     for name in [*fuzzers, "together"]:
         chosen = fuzzers if name == "together" else [name]
         found = [r for r in rows if any(r[f]["found"] for f in chosen)]
-        took = [min(r[f]["seconds"] for f in chosen if r[f]["found"]) for r in found]
+        dead = [r for r in found if any(not r[f].get("started", True) for f in chosen)]
+        took = [min(r[f]["seconds"] for f in chosen if r[f]["found"]) for r in found
+                if r not in dead]
         table.append({"fuzzer": name, "mutants": len(rows), "found": len(found),
+                      "of them, the server never started": len(dead),
                       "share": f"{100 * len(found) / len(rows):.1f}%" if rows else "-",
                       "median seconds": f"{statistics.median(took):.1f}" if took else "-"})
     return table

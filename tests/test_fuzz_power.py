@@ -17,6 +17,7 @@ from conformance.mutants import ROOT, mutants_of
 from tests.conftest import require_gearmand
 
 HANDLERS = "reference_server/core/handlers.py"
+PACKETS = "reference_server/protocol/packets.py"
 
 
 def mutate(*args: str) -> subprocess.CompletedProcess[str]:
@@ -33,19 +34,34 @@ def option_res_dropped() -> str:
     return mutant.id
 
 
+def server_cannot_start() -> str:
+    """A mutant of the packet table that fails its own assertion on import."""
+    [mutant] = [m for m in mutants_of(ROOT / PACKETS) if m.operator == "0 -> 1"
+                and "TEXT = 0" in (ROOT / PACKETS).read_text().splitlines()[m.line - 1]]
+    return mutant.id
+
+
 def test_the_diff_fuzzer_finds_a_mutant_the_catalog_kills(tmp_path: Path) -> None:
     require_gearmand()
     source, out = tmp_path / "mutation.json", tmp_path / "power.json"
-    source.write_text(json.dumps({"mutants": [{"id": option_res_dropped(), "status": "killed"}]}))
+    source.write_text(json.dumps({"mutants": [{"id": option_res_dropped(), "status": "killed"},
+                                              {"id": server_cannot_start(), "status": "killed"},
+                                              {"id": "a survivor", "status": "survived"}]}))
     done = mutate("--fuzz", "--fuzzer", "diff", "--from", str(source), "--budget", "15s",
                   "--json", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads(out.read_text())
-    [row] = summary["mutants"]
-    assert row["id"] == option_res_dropped() and row["diff"]["found"], row
-    assert "FOUND" in row["diff"]["summary"] and 0 < row["diff"]["seconds"] <= 15 * 4
+    rows = {row["id"]: row["diff"] for row in summary["mutants"]}
+    assert sorted(rows) == sorted([option_res_dropped(), server_cannot_start()])
+    found = rows[option_res_dropped()]
+    assert found["found"] and found["started"] and "FOUND" in found["summary"]
+    assert 0 < found["seconds"] <= 15 * 4
+    dead = rows[server_cannot_start()]
+    assert dead["found"] and not dead["started"] and "error: exec:" in dead["summary"]
     assert [f["fuzzer"] for f in summary["figures"]] == ["diff", "together"]
-    assert summary["figures"][-1]["found"] == 1 and "100.0%" in done.stdout
+    together = summary["figures"][-1]
+    assert together["found"] == 2 and together["of them, the server never started"] == 1
+    assert "100.0%" in done.stdout
 
 
 def test_a_mutation_file_of_other_modules_is_refused_in_one_line(tmp_path: Path) -> None:
