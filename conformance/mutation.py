@@ -72,7 +72,7 @@ class Outcome:
 def child() -> None:
     """In the mutant's process: stdin holds the mutant (or null for the server as
     it is), the case globs and whether it is the client library that is mutated;
-    the last line of stdout says which cases it failed."""
+    the last line of stdout holds the verdict of every case that did not pass."""
     order = json.loads(sys.stdin.read())
     if order.get("client"):
         # The library runs in its adapter's processes, one per case: the mutant
