@@ -9,20 +9,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from conformance.mutants import ROOT, mutants_of
 from tests.conftest import require_gearmand
+from tests.test_mutation import mutate
 
 HANDLERS = "reference_server/core/handlers.py"
 PACKETS = "reference_server/protocol/packets.py"
-
-
-def mutate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gearspec", "mutate", *args],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
 def option_res_dropped() -> str:
