@@ -50,6 +50,7 @@ from conformance.targets import (
     TargetError,
     fill_in,
     free_port,
+    release_port,
     wait_ready,
 )
 
@@ -181,11 +182,16 @@ class DockerTarget(Target):
         fill = {"{host}": inside_host, "{port}": str(port), "{workdir}": str(self.workdir)}
         return [*fill_in(self.template, fill), *self.filled_options(fill)]
 
-    def _launch(self, port: int) -> None:
+    def _launch(self, port: int, *, moving: bool = True) -> None:
+        """As ProcessTarget._launch: a failed start tries another port unless the
+        server must come back where it was."""
         assert self.workdir is not None
         failure: Exception | None = None
-        for attempt in range(3):  # a free port can be taken between probe and bind
-            self.port = port if attempt == 0 else free_port(self.host)
+        for attempt in range(3):
+            if attempt and moving:  # a free port can be taken between probe and bind
+                release_port(port)
+                port = free_port(self.host)
+            self.port = port
             run: dict[str, Any] = {
                 "command": self._command(self.port), "detach": True,
                 "labels": {OWNER_LABEL: str(os.getpid())},
@@ -250,11 +256,12 @@ class DockerTarget(Target):
     def restart(self) -> None:
         """A new container on the same port (clients reconnect where they were)."""
         self._remove()
-        self._launch(self.port)
+        self._launch(self.port, moving=False)
 
     def stop(self) -> None:
         self._remove()
         self.services.stop()
+        release_port(self.port)
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.events import AppEvent, Closed, Garbage, Incoming
-from conformance.services import free_port
+from conformance.services import free_port, release_port
 from conformance.targets import Target, TargetError
 from conformance.transcript import Transcript
 from conformance.wire import CaseEnd, NoConnection, RealClock, SocketStream
@@ -277,6 +277,7 @@ class LibraryNetwork:
             if not self.killed and status not in (0, None):
                 died = f"the adapter died ({_how(status)})"
         await self.listener.close()
+        release_port(self.listener.port)
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
         lines = stderr.decode("utf-8", "replace").splitlines()[-50:]

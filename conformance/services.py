@@ -9,11 +9,13 @@ checks) and stops with the target.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,21 +39,55 @@ EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
 LOWEST = 10000
 
 
+#: One lock file per port a gearspec process has claimed, held (flock) until it lets
+#: the port go or exits.  Runs side by side on one machine (shards, a test next to a
+#: run) then never pick a port another one's target stopped listening on only for
+#: the moment of a restart.
+CLAIMS = Path(tempfile.gettempdir()) / "gearspec-ports"
+_claims: dict[int, int] = {}  # port → the open lock file
+
+
+def _claim(port: int) -> bool:
+    if port in _claims:
+        return False
+    CLAIMS.mkdir(exist_ok=True)
+    lock = os.open(CLAIMS / str(port), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock)
+        return False
+    _claims[port] = lock
+    return True
+
+
+def release_port(port: int | None) -> None:
+    """Let another run pick ``port`` again (a target that stopped for good)."""
+    lock = _claims.pop(port, None) if port is not None else None
+    if lock is not None:
+        os.close(lock)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing is bound to, chosen below the range the kernel hands out to
-    outgoing connections.  A server restarted on its port (a restart case, a
-    library case's listener coming back) then cannot find it taken in between by
-    some other process's client socket, which an ephemeral port can be."""
+    """A port nothing is bound to and no other gearspec process has claimed, chosen
+    below the range the kernel hands out to outgoing connections.  A server
+    restarted on its port (a restart case, a library case's listener coming back)
+    then cannot find it taken in between by some other process's client socket,
+    which an ephemeral port can be, nor by a concurrent run's server.  The port
+    stays claimed until ``release_port`` or the end of this process."""
     try:
         below = int(EPHEMERAL.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         below = 32768
     for _ in range(50):
         port = random.randrange(LOWEST, below) if below > LOWEST + 1000 else 0
+        if port and not _claim(port):
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((host, port))
             except OSError:
+                release_port(port)
                 continue
             return int(sock.getsockname()[1])
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -96,6 +132,7 @@ class Memcached:
         if binary is None:
             raise ServiceError(MISSING["memcached"])
         for _ in range(3):  # a free port can be taken between probe and bind
+            release_port(self.port)
             self.port = free_port(self.host)
             # memcached refuses to run as root unless told which user to be.
             user = ["-u", "root"] if os.geteuid() == 0 else []
@@ -158,4 +195,7 @@ class Services:
     def stop(self) -> None:
         if self.memcached is not None:
             self.memcached.stop()
+            release_port(self.memcached.port)
             self.memcached = None
+        release_port(self.http_port)
+        self.http_port = None

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance.probes import TargetError, connect, echo_round_trip, status_round_trip, wait_ready
-from conformance.services import ServiceError, Services, free_port
+from conformance.services import ServiceError, Services, free_port, release_port
 from conformance.wire import SocketNetwork
 
 GEARMAND = "/usr/sbin/gearmand"
@@ -215,10 +215,15 @@ class ProcessTarget(Target):
             self.stop()  # the services it started, and the workdir
             raise
 
-    def _launch(self, port: int) -> None:
+    def _launch(self, port: int, *, moving: bool = True) -> None:
+        """Start the server on ``port``; a start that fails tries again, on another
+        free port unless the server must come back where it was (a restart)."""
         assert self.workdir is not None
-        for attempt in range(3):  # a free port can be taken between probe and bind
-            self.port = port if attempt == 0 else free_port(self.host)
+        for attempt in range(3):
+            if attempt and moving:  # a free port can be taken between probe and bind
+                release_port(port)
+                port = free_port(self.host)
+            self.port = port
             with open(self.workdir / "stdio.log", "ab") as stdio:
                 try:
                     self.process = subprocess.Popen(
@@ -266,7 +271,7 @@ class ProcessTarget(Target):
                 self.process.wait(5)
             except subprocess.TimeoutExpired:
                 self._kill()
-        self._launch(self.port)
+        self._launch(self.port, moving=False)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -276,6 +281,7 @@ class ProcessTarget(Target):
             except subprocess.TimeoutExpired:
                 self._kill()
         self.services.stop()
+        release_port(self.port)
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

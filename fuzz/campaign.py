@@ -285,8 +285,9 @@ def diff_test(campaign: Campaign, subject: Target, oracle: Target) -> Callable[[
         if mine != theirs:
             first = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b),
                          len(sends) - 1)
-            what = sends[first].packet_type.name if sends[first].packet_type else \
-                sends[first].line
+            send = sends[first]
+            what = send.packet_type.name if send.packet_type else \
+                send.line or f"raw packet {send.raw}"
             difference = (f"after send {first} ({sends[first].conn} {what}): {subject.name} "
                           f"{_short(mine, first)} but {oracle.name} {_short(theirs, first)}")
             campaign.found(diff.reproducer(sends, theirs, subject.name, oracle.name,

@@ -36,7 +36,7 @@ from conformance.nodes import matcher_data
 from conformance.scenario import Matcher, Scenario
 from fuzz.tidy import tidy
 from reference_server.client import ConnectionClosed, Link, SyncMarkers
-from reference_server.protocol import PACKETS, Packet, PacketType, TextLine
+from reference_server.protocol import Packet, PacketType, TextLine, frame
 
 T = PacketType
 CONNECTIONS = ("c1", "c2", "w1", "w2", "admin")
@@ -45,15 +45,22 @@ _cases = itertools.count()
 
 @dataclass(frozen=True)
 class Send:
-    """One generated send: a packet with template fields, or an admin line."""
+    """One generated send: a packet with template fields, an admin line, or a
+    malformed packet (``raw``: magic, type number, payload), sent as it is."""
 
     conn: str
-    packet_type: PacketType | None  # None: an admin line
+    packet_type: PacketType | None  # None: an admin line or a raw packet
     fields: tuple[tuple[str, str], ...] = ()
     line: str = ""
+    raw: tuple[bytes, int, bytes] | None = None
 
     def step(self) -> Any:
         """The send as a scenario step (as a file writes it)."""
+        if self.raw is not None:
+            magic, number, payload = self.raw
+            return {f"{self.conn} send-raw": {"magic": magic.decode("latin-1"),
+                                              "type": number,
+                                              "payload": payload.decode("latin-1")}}
         if self.packet_type is None:
             return {f"{self.conn} send-line": self.line}
         key = f"{self.conn} send {self.packet_type.name}"
@@ -64,6 +71,8 @@ functions = st.sampled_from(["$fa", "$fb"])
 uniques = st.sampled_from(["", "$u1", "$u2", "-"])
 data = st.sampled_from(["", "x", "y", "a\0b"])
 handles = st.sampled_from(["$h1", "$h2", "$h3", "H:nosuch:1"])
+#: WORK_STATUS numbers as C's atoi reads them: a sign, leading blanks, trailing junk.
+numerators = st.sampled_from(["0", "1", "3", "7x", "-1", "+3", " 7", "4294967297"])
 
 
 def _packet(conn: str, packet_type: PacketType, **fields: str) -> Send:
@@ -95,13 +104,40 @@ worker_sends = st.one_of(
               handles),
     st.builds(lambda w, h, n, d: _packet(w, T.WORK_STATUS, handle=h, numerator=n,
                                          denominator=d),
-              st.sampled_from(["w1", "w2"]), handles, st.sampled_from(["0", "1", "7x"]),
-              st.sampled_from(["2", "10"])),
+              st.sampled_from(["w1", "w2"]), handles, numerators, st.sampled_from(["2", "10"])),
 )
-admin_sends = st.builds(lambda line: Send("admin", None, line=line), st.sampled_from(
-    ["status", "prioritystatus", "show jobs", "maxqueue $fa 1", "maxqueue $fa", "workers"]))
+#: Admin lines, well formed and not.  ``$fc`` is a function no worker or client
+#: names: created and dropped here only (dropping one with queued jobs is a
+#: DEVIATION, "Dropping a function with queued jobs").  "create function" ends in
+#: \r\n (DEVIATION "create function with a bare \n").
+ADMIN_LINES = [
+    "status", "prioritystatus", "show jobs", "show unique jobs", "workers",
+    "maxqueue $fa 1", "maxqueue $fa", "maxqueue $fa 1 2 3", "maxqueue $fb 0", "maxqueue $fa -1",
+    "maxqueue", "create function $fc\r", "drop function $fc", "drop function $fc extra",
+    "drop function", "create function", "drop functions $fc", "cancel job H:nosuch:1",
+    "cancel job $h1", "cancel job", "show", "show jobs extra", "status extra", "frobnicate"]
+admin_sends = st.builds(lambda line: Send("admin", None, line=line), st.sampled_from(ADMIN_LINES))
+
+#: Packets a server closes the connection for: bad magic, type 0, a number past the
+#: table, a response magic on a request (gearmand protocol.cc, io.cc).
+raw_sends = st.builds(lambda c, raw: Send(c, None, raw=raw), st.sampled_from(CONNECTIONS[:4]),
+                      st.sampled_from([(b"\0BAD", 16, b"x"), (b"\0REQ", 0, b""),
+                                       (b"\0REQ", 43, b""), (b"\0REQ", 1000, b"x"),
+                                       (b"REQ\0", 16, b"x")]))
 
 BACKGROUND = {T.SUBMIT_JOB_BG, T.SUBMIT_JOB_HIGH_BG, T.SUBMIT_JOB_LOW_BG}
+
+
+def cancels_a_grabbed_job(sends: list[Send]) -> bool:
+    """Whether ``cancel job`` may hit a job a worker holds: DEVIATION "Cancelled
+    jobs stay silent" (gearmand leaves its clients attached).  Over-approximate:
+    any grab before the cancel."""
+    grabbed = False
+    for send in sends:
+        grabbed = grabbed or send.packet_type in (T.GRAB_JOB, T.GRAB_JOB_UNIQ, T.GRAB_JOB_ALL)
+        if grabbed and send.line.startswith("cancel job $"):
+            return True
+    return False
 
 
 def joins_a_foreground_job(sends: list[Send]) -> bool:
@@ -134,7 +170,7 @@ def _progress(worker: str, handle: str) -> st.SearchStrategy[Send]:
                   st.sampled_from([T.WORK_DATA, T.WORK_WARNING]), data),
         st.builds(lambda n, d: _packet(worker, T.WORK_STATUS, handle=handle, numerator=n,
                                        denominator=d),
-                  st.sampled_from(["0", "1", "3"]), st.sampled_from(["2", "10"])),
+                  numerators, st.sampled_from(["2", "10"])),
         st.builds(lambda c: _packet(c, T.GET_STATUS, handle=handle), st.sampled_from(["c1", "c2"])),
         st.just(Send("admin", None, line="status")))
 
@@ -175,8 +211,10 @@ def life(number: int) -> st.SearchStrategy[list[Send]]:
 cases = st.builds(
     lambda lives, rest: [send for sends in lives for send in sends] + rest,
     st.integers(0, 2).flatmap(lambda n: st.tuples(*(life(i + 1) for i in range(n)))),
-    st.lists(st.one_of(client_sends, worker_sends, worker_sends, admin_sends), max_size=14),
-).filter(lambda sends: bool(sends) and not joins_a_foreground_job(sends))
+    st.lists(st.one_of(client_sends, worker_sends, worker_sends, admin_sends, raw_sends),
+             max_size=14),
+).filter(lambda sends: bool(sends) and not joins_a_foreground_job(sends)
+         and not cancels_a_grabbed_job(sends))
 
 
 @dataclass
@@ -238,11 +276,11 @@ class Recorder:
         lines: list[bytes] = []
         for event in arrived:
             if isinstance(event, Packet):
-                args = list(event.args)
-                if event.type == T.WORK_FAIL and args and args[0].endswith(b"\0"):
-                    args[0] = args[0][:-1]  # DEVIATIONS.md: gearmand's stray NUL
-                events.append(("packet", event.type.name, *(
-                    f"{n}={self.show(a)}" for n, a in zip(PACKETS[event.type].args, args))))
+                fields = event.fields()
+                if event.type == T.WORK_FAIL and fields.get("handle", b"").endswith(b"\0"):
+                    fields["handle"] = fields["handle"][:-1]  # DEVIATIONS.md: the stray NUL
+                events.append(("packet", event.type.name,
+                               *(f"{n}={self.show(a)}" for n, a in fields.items())))
                 continue
             assert isinstance(event, TextLine)
             lines.append(event.raw)
@@ -269,7 +307,9 @@ class Recorder:
             for send in sends:
                 link = await self.link(send.conn)
                 if self.state[send.conn] == "sync":
-                    if send.packet_type is None:
+                    if send.raw is not None:
+                        link.send_raw(frame(*send.raw))
+                    elif send.packet_type is None:
                         link.send_raw(self.resolve(send.line) + b"\n")
                     else:
                         link.send(send.packet_type, *(self.resolve(v) for _, v in send.fields))
@@ -281,7 +321,7 @@ class Recorder:
         finally:
             for link in self.links.values():
                 await link.close()
-            await tidy(self.address, [f"{self.tag}{f}".encode() for f in ("fa", "fb")])
+            await tidy(self.address, [f"{self.tag}{f}".encode() for f in ("fa", "fb", "fc")])
         return record
 
 
@@ -338,7 +378,8 @@ def _expectations(seen: Seen, bound: set[str]) -> list[Any]:
             steps.append({key: {k: _value(v, bound) for k, v in fields.items()}}
                          if fields else key)
         elif event[-1] == ".\n":
-            keys = ["$fa\t", "$fb\t", " $fa", " $fb", *(f"${h}\t" for h in sorted(bound))]
+            keys = ["$fa\t", "$fb\t", "$fc\t", " $fa", " $fb", " $fc",
+                    *(f"${h}\t" for h in sorted(bound))]
             steps.append({f"{conn} expect-list": {"rows": [_row(r) for r in event[1:-1]],
                                                   "filter": keys}})
         else:

@@ -47,6 +47,7 @@ SAMPLES = {
         {"verdict": "FAIL", "expect": ["c expect-stalled"]}]},
     "http-request": {"h http-request": {"method": "PUT", "path": "/$fn",
                                         "headers": ["X-Gearman-Unique: $u"], "body": "hi"}},
+    "http-send": {"h http-send": "\r\nPOST /$fn HTTP/1.0\r\n\r\n"},
     "expect-http": {"h expect-http": {"status": 200, "headers": {"X-Gearman-Command":
                                                                  "WORK_COMPLETE"}, "body": "ih"}},
     "sleep": {"sleep": 0.2},

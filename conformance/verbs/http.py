@@ -64,14 +64,19 @@ def _write_request(step: HTTPRequest) -> Form:
     return Form(request)
 
 
-async def _request(ctx: Context, step: HTTPRequest) -> None:
+async def _open(ctx: Context, conn: str) -> HTTPConnection:
     try:
-        stream = await ctx.network.open_http(step.conn)
+        stream = await ctx.network.open_http(conn)
     except ConnectionError:
         raise HarnessError(NO_PORT) from None
     except (OSError, TimeoutError) as error:
-        raise HarnessError(f"cannot connect {step.conn} to the HTTP port: {error}") from None
-    ctx.http[step.conn] = HTTPConnection(stream)
+        raise HarnessError(f"cannot connect {conn} to the HTTP port: {error}") from None
+    ctx.http[conn] = HTTPConnection(stream)
+    return ctx.http[conn]
+
+
+async def _request(ctx: Context, step: HTTPRequest) -> None:
+    stream = (await _open(ctx, step.conn)).stream
     body = ctx.resolve(step.body)
     lines = [step.method.encode() + b" " + ctx.resolve(step.path) + b" " +
              step.version.encode(), *(ctx.resolve(h) for h in step.headers)]
@@ -101,6 +106,31 @@ def _features(step: HTTPRequest) -> set[str]:
         elif line.startswith("x-gearman-priority: "):
             seen.add("http:priority " + line.split(": ", 1)[1].strip())
     return seen
+
+
+@dataclass
+class HTTPSend(Step):
+    """Bytes as written on an HTTP connection (opened by the first): what
+    ``http-request`` cannot build, such as a request in two writes."""
+
+    data: Value = field(default_factory=Value)
+
+    needs: ClassVar[frozenset[str]] = frozenset({"http"})
+
+
+async def _send(ctx: Context, step: HTTPSend) -> None:
+    connection = ctx.http.get(step.conn) or await _open(ctx, step.conn)
+    data = ctx.resolve(step.data)
+    ctx.transcript.add(step.conn, "send", "text", f"HTTP {show(data)}", data)
+    connection.stream.write(data)
+
+
+HTTP_SEND = Verb(name="http-send", step=HTTPSend,
+                 usage="http-send: TEXT: bytes as written on an HTTP connection (say \\r\\n "
+                       "yourself)",
+                 read=lambda w: HTTPSend(w.line, w.conn, w.note, w.reader.value(
+                     w.needs_args("http-send needs the bytes"), w.where)),
+                 write=lambda step: Form(value_data(step.data)), perform=_send)
 
 
 @dataclass
@@ -213,4 +243,4 @@ EXPECT_HTTP = Verb(name="expect-http", step=ExpectHTTP, modifiers=frozenset({"no
                    read=_read_response, write=_write_response, perform=_response,
                    expect=expect_http, gather="http")
 
-VERBS = (HTTP_REQUEST, EXPECT_HTTP)
+VERBS = (HTTP_REQUEST, HTTP_SEND, EXPECT_HTTP)

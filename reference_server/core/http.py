@@ -20,17 +20,20 @@ Responses, as gearmand 1.1.20 sends them::
     olleh
 
 An empty function (``POST /``) gets ``404 NOT_FOUND``; another method or
-HTTP version, or a request line without two spaces, is closed unanswered.
+HTTP version, a request line without two spaces or with a space at either
+end, or a negative Content-Length, is closed unanswered.
 Where gearmand's module misbehaves we do not follow it (DEVIATIONS.md, "HTTP"):
 it cuts the last character off the handle of a WORK_FAIL, writes WORK_DATA
-over its own status line, prints ``(null)`` as the handle for ``HEAD /`` and
-never answers ``TRACE``.
+over its own status line, prints ``(null)`` as the handle for ``HEAD /``,
+never answers ``TRACE``, queues a job no worker can take for a function name
+with a NUL (we answer 404) and garbles the workload of a job whose unique has one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from reference_server.core.compat import c_atoi, c_string
 from reference_server.protocol import Decoder, Packet, PacketType, encode
 
 T = PacketType
@@ -73,7 +76,9 @@ class HTTPGateway:
 
     def receive(self, data: bytes) -> Reply:
         if self.request is not None:
-            return Reply()  # one request per connection: the rest is ignored
+            # DEVIATION "A second request on one connection": one request per
+            # connection, the rest is ignored (gearmand queues what it has read).
+            return Reply()
         self.buffer += data
         if len(self.buffer) > MAX_REQUEST:
             return Reply(close=True)
@@ -84,16 +89,25 @@ class HTTPGateway:
         if end < 0:
             return Reply()  # the headers are not all here yet
         head = bytes(self.buffer[:end]).replace(b"\r\n", b"\n").split(b"\n")
+        if not head[0]:
+            # gearmand reads an empty request line, drops it and waits for more bytes
+            # before it reads on ("Zero length request made").
+            del self.buffer[:2 if self.buffer.startswith(b"\r\n") else 1]
+            return Reply()
         parsed = _parse(head)
         if parsed is None:
             return Reply(close=True)
         request, length = parsed
+        if length < 0:
+            return Reply(close=True)  # gearmand cannot make a body of (size_t) -1 bytes
         body_start = end + sep
         if len(self.buffer) - body_start < length:
             return Reply()  # the body is not all here yet
         request.body = bytes(self.buffer[body_start:body_start + length])
         self.request = request
-        if not request.function:
+        # DEVIATION "A NUL in the function name": no packet can carry such a name
+        # (gearmand queues a job under it that no worker can ask for), so it is 404.
+        if not request.function or b"\0" in request.function:
             self.answered = True
             return Reply(to_client=self._status(b"404 NOT_FOUND"), close=True)
         return Reply(to_core=encode(_submit_type(request), request.function, request.unique,
@@ -123,23 +137,38 @@ class HTTPGateway:
                 b"\r\nContent-Length: 0\r\n\r\n")
 
 
+def _request_line(line: bytes) -> tuple[bytes, bytes] | None:
+    """The method and the function, read as gearmand does (HTTPtext::unpack): the
+    method runs to the first space; spaces, then slashes, are skipped; the function
+    runs to the next space; spaces are skipped, and the rest of the line must be the
+    version, exactly.  So a leading or trailing space closes the connection."""
+    method, space, rest = line.partition(b" ")
+    if not space or method not in METHODS:
+        return None
+    function, space, version = rest.lstrip(b" ").lstrip(b"/").partition(b" ")
+    if not space or version.lstrip(b" ") not in (b"HTTP/1.0", b"HTTP/1.1"):
+        return None
+    return method, function
+
+
 def _parse(head: list[bytes]) -> tuple[Request, int] | None:
     """The request line and the headers gearmand reads; None: close unanswered."""
-    parts = head[0].split(b" ")
-    parts = [p for p in parts if p] if len(parts) >= 3 else parts
-    if len(parts) != 3 or parts[0] not in METHODS or parts[2] not in (b"HTTP/1.0",
-                                                                        b"HTTP/1.1"):
+    parsed = _request_line(head[0])
+    if parsed is None:
         return None
-    method, uri, _version = parts
-    request = Request(method, uri.lstrip(b"/"))
+    method, function = parsed
+    request = Request(method, function)
     length = 0
     for line in head[1:]:
         lower = line.lower()
         if lower.startswith(b"content-length: ") and method in (b"PUT", b"POST"):
-            digits = line[16:].strip()
-            length = int(digits) if digits.isdigit() else 0
+            # gearmand copies at most 10 characters of the value, as a C string, and
+            # reads them with atoi: "2x" is 2, "abc" 0, "+3" 3.
+            length = c_atoi(line[16:26])
         elif lower.startswith(b"x-gearman-unique: ") and len(line) > 18:
-            request.unique = line[18:]
+            # The unique is a C string to gearmand: what follows a NUL is not part of it
+            # (DEVIATION "A NUL in X-Gearman-Unique": gearmand garbles the workload).
+            request.unique = c_string(line[18:])
         elif lower == b"x-gearman-background: true":
             request.background = True
         elif lower in (b"x-gearman-priority: high", b"x-gearman-priority: low"):
