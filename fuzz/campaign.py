@@ -262,13 +262,21 @@ def model_test(campaign: Campaign, target: Target) -> Callable[[], None]:
     return run_machine
 
 
+def _http(target: Target) -> tuple[str, int] | None:
+    return (target.host, target.http_port) if target.http_port is not None else None
+
+
 def diff_test(campaign: Campaign, subject: Target, oracle: Target) -> Callable[[], None]:
+    """Each case played on both servers, HTTP requests in it where both run the HTTP
+    module (``gearspec fuzz diff --http``)."""
+    http = _http(subject) is not None and _http(oracle) is not None
+
     def differential(sends: list[diff.Send]) -> None:
         campaign.tick(sends)
         tag = f"d{campaign.rounds}x{campaign.examples}y"
         try:
-            mine = diff.record(subject.address, sends, tag)
-            theirs = diff.record(oracle.address, sends, tag)
+            mine = diff.record(subject.address, sends, tag, _http(subject))
+            theirs = diff.record(oracle.address, sends, tag, _http(oracle))
         except OSError as error:  # refused or reset: did one of them die?
             deaths = []
             for target in (subject, oracle):
@@ -287,14 +295,14 @@ def diff_test(campaign: Campaign, subject: Target, oracle: Target) -> Callable[[
                          len(sends) - 1)
             send = sends[first]
             what = send.packet_type.name if send.packet_type else \
-                send.line or f"raw packet {send.raw}"
+                send.line or send.http or f"raw packet {send.raw}"
             difference = (f"after send {first} ({sends[first].conn} {what}): {subject.name} "
                           f"{_short(mine, first)} but {oracle.name} {_short(theirs, first)}")
             campaign.found(diff.reproducer(sends, theirs, subject.name, oracle.name,
                                            difference), difference)
             raise AssertionError(difference)
 
-    return campaign.settings()(given(diff.cases)(differential))
+    return campaign.settings()(given(diff.conversations(http))(differential))
 
 
 def _short(record: list[list[diff.Seen]], index: int) -> str:

@@ -29,6 +29,7 @@ from fuzz.campaign import (
     save,
     server_test,
 )
+from fuzz.diff_http import SERVER_OPTIONS as HTTP_OPTIONS
 from fuzz.known import known_for
 from fuzz.parser import PROPERTIES
 from fuzz.shared import parse_store
@@ -69,6 +70,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                              "shares them (and the findings) among campaigns on many machines")
     parser.add_argument("--replay", action="store_true",
                         help="with --db: only replay the database's examples, try none new")
+    parser.add_argument("--http", action="store_true",
+                        help="diff: start both servers with gearmand's HTTP module (-r http) "
+                             "and put HTTP requests in the conversations")
     parser.add_argument("--include-known", action="store_true",
                         help="server: also generate inputs that trigger findings already "
                              "recorded in the target's baseline (left out by default)")
@@ -77,11 +81,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _start(specs: list[str], fuzzer: str) -> list[Target]:
+def _start(specs: list[str], fuzzer: str, options: list[str]) -> list[Target]:
     started = []
     try:
         for spec in specs:
-            target = parse_target(spec)
+            target = parse_target(spec, options)
             if fuzzer in ("model", "diff"):  # they talk to the server with our client library
                 target.require_socket(f"gearspec fuzz {fuzzer}")
             target.start()
@@ -110,7 +114,9 @@ def main(argv: list[str] | None = None, prog: str = "gearspec fuzz") -> int:
         args.budget = 60.0 if args.budget is None else args.budget
         if args.batch < 1 or args.budget <= 0 or (args.examples or 1) < 1:
             raise UsageError("--batch, --budget and --examples must be positive")
-        targets = _start(_specs(args), args.fuzzer)
+        if args.http and args.fuzzer != "diff":
+            raise UsageError("--http is for the diff fuzzer")
+        targets = _start(_specs(args), args.fuzzer, HTTP_OPTIONS if args.http else [])
     except (UsageError, TargetError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2

@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 from conformance.loader import load_case
 from conformance.nodes import matcher_data
 from conformance.scenario import Matcher, Scenario
+from fuzz import diff_http
 from fuzz.tidy import tidy
 from reference_server.client import ConnectionClosed, Link, SyncMarkers
 from reference_server.protocol import Packet, PacketType, TextLine, frame
@@ -53,9 +54,12 @@ class Send:
     fields: tuple[tuple[str, str], ...] = ()
     line: str = ""
     raw: tuple[bytes, int, bytes] | None = None
+    http: str = ""  # a request to the HTTP port (fuzz/diff_http.py)
 
     def step(self) -> Any:
         """The send as a scenario step (as a file writes it)."""
+        if self.http:
+            return {f"{self.conn} http-send": self.http}
         if self.raw is not None:
             magic, number, payload = self.raw
             return {f"{self.conn} send-raw": {"magic": magic.decode("latin-1"),
@@ -119,11 +123,10 @@ ADMIN_LINES = [
 admin_sends = st.builds(lambda line: Send("admin", None, line=line), st.sampled_from(ADMIN_LINES))
 
 #: Packets a server closes the connection for: bad magic, type 0, a number past the
-#: table, a response magic on a request (gearmand protocol.cc, io.cc).
+#: table (gearmand protocol.cc, io.cc).
 raw_sends = st.builds(lambda c, raw: Send(c, None, raw=raw), st.sampled_from(CONNECTIONS[:4]),
                       st.sampled_from([(b"\0BAD", 16, b"x"), (b"\0REQ", 0, b""),
-                                       (b"\0REQ", 43, b""), (b"\0REQ", 1000, b"x"),
-                                       (b"REQ\0", 16, b"x")]))
+                                       (b"\0REQ", 43, b""), (b"\0REQ", 1000, b"x")]))
 
 BACKGROUND = {T.SUBMIT_JOB_BG, T.SUBMIT_JOB_HIGH_BG, T.SUBMIT_JOB_LOW_BG}
 
@@ -207,14 +210,23 @@ def life(number: int) -> st.SearchStrategy[list[Send]]:
         st.lists(_progress(w, handle), max_size=4), _ending(w, handle)))
 
 
-#: Up to two lives, then up to 14 sends of any kind.
-cases = st.builds(
-    lambda lives, rest: [send for sends in lives for send in sends] + rest,
-    st.integers(0, 2).flatmap(lambda n: st.tuples(*(life(i + 1) for i in range(n)))),
-    st.lists(st.one_of(client_sends, worker_sends, worker_sends, admin_sends, raw_sends),
-             max_size=14),
-).filter(lambda sends: bool(sends) and not joins_a_foreground_job(sends)
-         and not cancels_a_grabbed_job(sends))
+http_sends = diff_http.requests.map(lambda request: Send(request[0], None, http=request[1]))
+
+
+def conversations(http: bool = False) -> st.SearchStrategy[list[Send]]:
+    """Up to two lives, then up to 14 sends of any kind (HTTP requests too, where
+    both servers run the HTTP module)."""
+    kinds = [client_sends, worker_sends, worker_sends, admin_sends, raw_sends,
+             *([http_sends, http_sends] if http else [])]
+    return st.builds(
+        lambda lives, rest: [send for sends in lives for send in sends] + rest,
+        st.integers(0, 2).flatmap(lambda n: st.tuples(*(life(i + 1) for i in range(n)))),
+        st.lists(st.one_of(*kinds), max_size=14),
+    ).filter(lambda sends: bool(sends) and not joins_a_foreground_job(sends)
+             and not cancels_a_grabbed_job(sends))
+
+
+cases = conversations()
 
 
 @dataclass
@@ -229,8 +241,10 @@ class Seen:
 class Recorder:
     """Plays a case against one server and writes down what came back."""
 
-    def __init__(self, address: tuple[str, int], tag: str, timeout: float = 2.0) -> None:
+    def __init__(self, address: tuple[str, int], tag: str, timeout: float = 2.0,
+                 http: tuple[str, int] | None = None) -> None:
         self.address = address
+        self.http = http
         self.tag = tag
         self.timeout = timeout
         self.links: dict[str, Link] = {}
@@ -305,6 +319,9 @@ class Recorder:
         record = []
         try:
             for send in sends:
+                if send.http:
+                    record.append(await self._request(send))
+                    continue
                 link = await self.link(send.conn)
                 if self.state[send.conn] == "sync":
                     if send.raw is not None:
@@ -325,8 +342,22 @@ class Recorder:
         return record
 
 
-def record(address: tuple[str, int], sends: list[Send], tag: str) -> list[list[Seen]]:
-    return asyncio.run(Recorder(address, tag).play(sends))
+    async def _request(self, send: Send) -> list[Seen]:
+        """An HTTP request's answer, then what its job made the others receive."""
+        if self.http is None:
+            raise ValueError("an HTTP request in a case for servers without -r http")
+        answer = await diff_http.exchange(self.http, self.resolve(send.http), self.show,
+                                          self.timeout)
+        step = [Seen(send.conn, (answer,), "sync")]
+        for other in CONNECTIONS:
+            if other in self.links:
+                step.append(await self.collect(other))
+        return [s for s in step if s.events or s.ending != "sync"]
+
+
+def record(address: tuple[str, int], sends: list[Send], tag: str,
+           http: tuple[str, int] | None = None) -> list[list[Seen]]:
+    return asyncio.run(Recorder(address, tag, http=http).play(sends))
 
 
 def reproducer(sends: list[Send], oracle: list[list[Seen]], subject: str, oracle_name: str,
@@ -339,7 +370,7 @@ def reproducer(sends: list[Send], oracle: list[list[Seen]], subject: str, oracle
         answered = {s.conn for s in seen}
         for s in seen:
             steps.extend(_expectations(s, bound))
-        if send.conn not in answered:
+        if send.conn not in answered and not send.http:
             steps.append(f"{send.conn} expect-nothing")
     return load_case({
         "case": f"case-{next(_cases)}", "title": f"{subject} differs from {oracle_name}",
@@ -347,7 +378,9 @@ def reproducer(sends: list[Send], oracle: list[list[Seen]], subject: str, oracle
                                    f"{oracle_name})",
         "requirement": f"The server answers as {oracle_name} does. First difference: "
                        f"{difference}",
-        "sections": ["2"], "steps": steps}, "fuzz/diff", origin="gearspec fuzz diff")
+        "sections": ["2"], "steps": steps,
+        **({"server-options": diff_http.SERVER_OPTIONS} if any(s.http for s in sends) else {})},
+        "fuzz/diff", origin="gearspec fuzz diff")
 
 
 def _value(text: str, bound: set[str]) -> Any:
@@ -372,7 +405,9 @@ def _expectations(seen: Seen, bound: set[str]) -> list[Any]:
     steps: list[Any] = []
     conn = seen.conn
     for event in seen.events:
-        if event[0] == "packet":
+        if event[0] == "http":
+            steps.extend(diff_http.expectations(conn, event, lambda v: _value(v, bound)))
+        elif event[0] == "packet":
             fields = dict(f.split("=", 1) for f in event[2:])
             key = f"{conn} expect {event[1]}"
             steps.append({key: {k: _value(v, bound) for k, v in fields.items()}}

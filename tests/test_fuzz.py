@@ -21,7 +21,7 @@ from conformance.loader import load_catalog
 from conformance.specs import parse_target
 from conformance.targets import Target
 from conformance.verbs.send import SendRaw
-from fuzz import diff, server
+from fuzz import diff, diff_http, server
 from fuzz.campaign import Campaign, diff_test, model_test, parser_test, save, server_test
 from fuzz.known import KNOWN, known_for, triggers
 from fuzz.parser import PROPERTIES
@@ -142,7 +142,9 @@ def test_model_fuzzer(kind: str, start_target: Callable[..., Target]) -> None:
 
 
 def test_diff_fuzzer_ref_against_gearmand(start_target: Callable[..., Target]) -> None:
-    subject, oracle = start_target("ref"), start_target("gearmand")
+    # With the HTTP module, as gearspec fuzz diff --http: HTTP requests in the cases.
+    subject = start_target("ref", *diff_http.SERVER_OPTIONS)
+    oracle = start_target("gearmand", *diff_http.SERVER_OPTIONS)
     run = campaign("diff", 150)
     run.run(diff_test(run, subject, oracle))
     assert run.failure is None, run.failure
