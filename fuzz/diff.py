@@ -89,6 +89,12 @@ client_sends = st.one_of(
               st.sampled_from([T.SUBMIT_JOB, T.SUBMIT_JOB_HIGH, T.SUBMIT_JOB_LOW,
                                T.SUBMIT_JOB_BG, T.SUBMIT_JOB_HIGH_BG, T.SUBMIT_JOB_LOW_BG]),
               functions, uniques, data),
+    # Epochs now or past only: a future one is DEVIATION "Future epoch jobs block lower
+    # priorities", an overflowing one "Internal errors close the connection".
+    st.builds(lambda c, f, u, e, d: _packet(c, T.SUBMIT_JOB_EPOCH, function=f, unique=u,
+                                            epoch=e, data=d),
+              st.sampled_from(["c1", "c2"]), functions, uniques,
+              st.sampled_from(["0", "1", "x", "-5", "+7", " 9"]), data),
     st.builds(lambda c, h: _packet(c, T.GET_STATUS, handle=h), st.sampled_from(["c1", "c2"]),
               handles),
     st.builds(lambda c, o: _packet(c, T.OPTION_REQ, option=o), st.sampled_from(["c1", "c2"]),
@@ -128,7 +134,7 @@ raw_sends = st.builds(lambda c, raw: Send(c, None, raw=raw), st.sampled_from(CON
                       st.sampled_from([(b"\0BAD", 16, b"x"), (b"\0REQ", 0, b""),
                                        (b"\0REQ", 43, b""), (b"\0REQ", 1000, b"x")]))
 
-BACKGROUND = {T.SUBMIT_JOB_BG, T.SUBMIT_JOB_HIGH_BG, T.SUBMIT_JOB_LOW_BG}
+BACKGROUND = {T.SUBMIT_JOB_BG, T.SUBMIT_JOB_HIGH_BG, T.SUBMIT_JOB_LOW_BG, T.SUBMIT_JOB_EPOCH}
 
 
 def cancels_a_grabbed_job(sends: list[Send]) -> bool:

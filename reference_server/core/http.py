@@ -19,7 +19,9 @@ Responses, as gearmand 1.1.20 sends them::
 
     olleh
 
-An empty function (``POST /``) gets ``404 NOT_FOUND``; another method or
+A submit the core refuses (a full queue) is answered the same way with
+``X-Gearman-Command: ERROR``, the error code (``QUEUE_ERROR``) as the handle
+and no body.  An empty function (``POST /``) gets ``404 NOT_FOUND``; another method or
 HTTP version, a request line without two spaces or with a space at either
 end, or a negative Content-Length, is closed unanswered.
 Where gearmand's module misbehaves we do not follow it (DEVIATIONS.md, "HTTP"):
@@ -124,7 +126,9 @@ class HTTPGateway:
                 continue
             command = _answer(event, self.request)
             if command is not None:
-                handle, body = event.args[0], (event.args[1] if len(event.args) > 1 else b"")
+                # An ERROR's code takes the handle's place and its text is dropped.
+                handle = event.args[0]
+                body = event.args[1] if event.type == T.WORK_COMPLETE else b""
                 reply.to_client += (
                     b"HTTP/1.0 200 OK\r\nX-Gearman-Job-Handle: " + handle +
                     b"\r\nX-Gearman-Command: " + command + b"\r\nContent-Length: %d\r\n" %
@@ -187,6 +191,6 @@ def _answer(packet: Packet, request: Request | None) -> bytes | None:
     """The X-Gearman-Command of the packet that ends the request, if it is one."""
     if packet.type == T.JOB_CREATED:
         return b"JOB_CREATED" if request is not None and request.background else None
-    if packet.type in (T.WORK_COMPLETE, T.WORK_FAIL):
-        return packet.type.name.encode()
+    if packet.type in (T.WORK_COMPLETE, T.WORK_FAIL, T.ERROR):
+        return packet.type.name.encode()  # ERROR: the submit was refused (a full queue)
     return None  # WORK_DATA, WORK_STATUS, WORK_WARNING: the job goes on
