@@ -120,6 +120,7 @@ class Model:
         for registration in registrations:
             for job in reversed(registration.jobs):  # gearmand frees newest first
                 job.worker = None
+                job.numerator = job.denominator = b"0"  # the last WORK_STATUS is forgotten
                 self.queue(job)
             registration.jobs.clear()
 
