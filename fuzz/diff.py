@@ -125,7 +125,9 @@ ADMIN_LINES = [
     "maxqueue $fa 1", "maxqueue $fa", "maxqueue $fa 1 2 3", "maxqueue $fb 0", "maxqueue $fa -1",
     "maxqueue", "create function $fc\r", "drop function $fc", "drop function $fc extra",
     "drop function", "create function", "drop functions $fc", "cancel job H:nosuch:1",
-    "cancel job $h1", "cancel job", "show", "show jobs extra", "status extra", "frobnicate"]
+    "cancel job $h1", "cancel job", "show", "show jobs extra", "status extra", "frobnicate",
+    # Either side of the longest line a server reads (gearmand closes past it).
+    *("status" + " " * (length - 6) for length in (8190, 8191, 8192))]
 admin_sends = st.builds(lambda line: Send("admin", None, line=line), st.sampled_from(ADMIN_LINES))
 
 #: Packets a server closes the connection for: bad magic, type 0, a number past the

@@ -24,6 +24,7 @@ from conformance.verbs.send import SendRaw
 from fuzz import diff, diff_http, server
 from fuzz.campaign import Campaign, diff_test, model_test, parser_test, save, server_test
 from fuzz.known import KNOWN, known_for, triggers
+from fuzz.oracle import Job, Model, Registration
 from fuzz.parser import PROPERTIES
 from fuzz.shared import Store
 from fuzz.strategies import REQUEST_TYPES, WIRE_TYPES, names
@@ -268,6 +269,7 @@ def gearspec_fuzz(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[s
     (["parser", "--derandomize", "--db", "x"], "--db cannot go with --seed or --derandomize"),
     (["parser", "--seed", "3", "--db", "x"], "--db cannot go with --seed or --derandomize"),
     (["parser", "--batch", "0"], "--batch, --budget and --examples must be positive"),
+    (["model", "--http"], "--http is for the diff fuzzer"),
 ])
 def test_bad_arguments_print_one_line(args: list[str], words: str) -> None:
     done = gearspec_fuzz(*args)
@@ -338,3 +340,19 @@ def test_examples_and_budget_do_not_go_together() -> None:
                            "5", "--budget", "3s"], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "cannot go with --budget" in done.stderr
+
+
+def test_the_model_forgets_the_status_of_a_job_that_goes_back_to_the_queue() -> None:
+    """As gearmand 1.1.20 and ours do: after a worker's RESET_ABILITIES (or hang-up)
+    requeues a job, GET_STATUS answers 0/0, not the worker's last WORK_STATUS."""
+    model = Model()
+    job = Job(b"H:x:1", "$h1", "fa", b"", b"a", 1, background=False)
+    model.jobs.append(job)
+    model.queue(job)
+    registration = Registration("w0", "fa")
+    model.registrations["w0"].append(registration)
+    assert model.take("w0") is job
+    job.numerator, job.denominator = b"1", b"3"
+    model.requeue([registration])
+    assert (job.numerator, job.denominator, job.worker) == (b"0", b"0", None)
+    assert model.take("w0") is job
