@@ -97,6 +97,10 @@ client_sends = st.one_of(
               st.sampled_from(["0", "1", "x", "-5", "+7", " 9"]), data),
     st.builds(lambda c, h: _packet(c, T.GET_STATUS, handle=h), st.sampled_from(["c1", "c2"]),
               handles),
+    # Short uniques only: one of 64 bytes or more is DEVIATION "Internal errors close
+    # the connection".
+    st.builds(lambda c, u: _packet(c, T.GET_STATUS_UNIQUE, unique=u),
+              st.sampled_from(["c1", "c2"]), uniques),
     st.builds(lambda c, o: _packet(c, T.OPTION_REQ, option=o), st.sampled_from(["c1", "c2"]),
               st.sampled_from(["exceptions", "bogus"])),
     st.builds(lambda c, d: _packet(c, T.ECHO_REQ, data=d), st.sampled_from(["c1", "c2"]), data),
@@ -159,7 +163,7 @@ def joins_a_foreground_job(sends: list[Send]) -> bool:
     foreground: set[tuple[str, str]] = set()
     for send in sends:
         fields = dict(send.fields)
-        if "unique" not in fields or not fields["unique"]:
+        if not fields.get("unique") or "function" not in fields:  # not a submit
             continue
         key = (fields["function"], fields["unique"])
         if send.packet_type in BACKGROUND:
@@ -224,7 +228,7 @@ http_sends = diff_http.requests.map(lambda request: Send(request[0], None, http=
 def conversations(http: bool = False) -> st.SearchStrategy[list[Send]]:
     """Up to two lives, then up to 14 sends of any kind (HTTP requests too, where
     both servers run the HTTP module)."""
-    kinds = [client_sends, worker_sends, worker_sends, admin_sends, raw_sends,
+    kinds = [client_sends, worker_sends, worker_sends, admin_sends, admin_sends, raw_sends,
              *([http_sends, http_sends] if http else [])]
     return st.builds(
         lambda lives, rest: [send for sends in lives for send in sends] + rest,
