@@ -3,7 +3,9 @@
 A generated case is a list of sends over a few named connections (clients,
 workers, an admin connection): up to two job lives first (a worker that can do
 the function, asleep or not, a submit, the grab, progress and a result: what
-random sends alone seldom reach), then random sends. It is written with
+random sends alone seldom reach), then random sends: packets, admin lines well
+formed and not, packets a server closes the connection for, and, where both
+servers run the HTTP module, HTTP requests (``fuzz/diff_http.py``). It is written with
 variables: ``$fa`` and ``$fb`` are function names made unique to the case,
 ``$h1``, ``$h2``, ... the job handles in the order the server first mentions
 them. ``Recorder`` plays it against one server: after every send it collects
@@ -16,9 +18,10 @@ that differ are a divergence; hypothesis shrinks it to a minimal case, and
 
 Inputs where the reference server deliberately differs from gearmand
 (reference_server/DEVIATIONS.md) are not generated (no hang-ups, no background
-submit joining a foreground job: ``joins_a_foreground_job``), and the one
-difference of form it allows for is normalised: the stray NUL in the WORK_FAIL
-gearmand substitutes for a WORK_EXCEPTION.
+submit joining a foreground job: ``joins_a_foreground_job``, no cancel of a job
+a worker may hold: ``cancels_a_grabbed_job``; the rest next to each input), and
+the one difference of form it allows for is normalised: the stray NUL in the
+WORK_FAIL gearmand substitutes for a WORK_EXCEPTION.
 """
 
 from __future__ import annotations
