@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from conformance.runner import how_it_ended
 from conformance.scenario import Scenario
 from conformance.targets import CRASH_SETTLE, Target
 from conformance.writer import dump
-from fuzz import client, diff, model, server
+from fuzz import client, diff, diff_play, model, server
 from fuzz.known import KnownFinding
 from fuzz.parser import PROPERTIES
 from fuzz.shared import Store, claim, example_database
@@ -250,12 +251,21 @@ def model_test(campaign: Campaign, target: Target) -> Callable[[], None]:
     def end(steps: list[Any]) -> None:  # what was sent; the answers are the server's
         campaign.note([step for step in steps if " send" in str(step) or "hangup" in str(step)])
 
-    machine = model.GearmanMachine.bound(target.address, on_failure=found, on_start=start,
-                                         on_end=end)
+    base = {id(target): list(target.options)}
+    varies = {"restart", "gearmand-options"} <= target.capabilities
+    current: list[str] = []
 
     def run_machine() -> None:
-        # A stateful test takes its seed from the machine, not from this function.
+        nonlocal current
         number = campaign.round_seed()
+        options = diff.round_options(campaign.rounds, campaign.rounds if number is None
+                                     else number, model.ROUND_OPTIONS) if varies else []
+        if options != current:
+            _relaunch((target,), base, options)
+            current = options
+        machine = model.GearmanMachine.bound(target.address, on_failure=found, on_start=start,
+                                             on_end=end, options=tuple(options))
+        # A stateful test takes its seed from the machine, not from this function.
         run_state_machine_as_test(machine if number is None else seed(number)(machine),
                                   settings=campaign.settings())
 
@@ -268,18 +278,29 @@ def _http(target: Target) -> tuple[str, int] | None:
 
 def diff_test(campaign: Campaign, subject: Target, oracle: Target) -> Callable[[], None]:
     """Each case played on both servers, HTTP requests in it where both run the HTTP
-    module (``gearspec fuzz diff --http``)."""
+    module (``gearspec fuzz diff --http``).  Each round after the first starts both
+    servers with options it draws (``diff.round_options``), where both can restart."""
     http = _http(subject) is not None and _http(oracle) is not None
+    pair = (subject, oracle)
+    base = {id(target): list(target.options) for target in pair}
+    varies = all({"restart", "gearmand-options"} <= target.capabilities for target in pair)
+    current: list[str] = []
+
+    def server(target: Target) -> diff_play.Server:
+        def crash_and_restart() -> None:  # as persistence/ cases do: kill, then start
+            target.kill()
+            target.restart()
+
+        return diff_play.Server(target.address, _http(target), crash_and_restart)
 
     def differential(sends: list[diff.Send]) -> None:
         campaign.tick(sends)
         tag = f"d{campaign.rounds}x{campaign.examples}y"
         try:
-            mine = diff.record(subject.address, sends, tag, _http(subject))
-            theirs = diff.record(oracle.address, sends, tag, _http(oracle))
+            mine, theirs = diff_play.record_pair(server(subject), server(oracle), sends, tag)
         except OSError as error:  # refused or reset: did one of them die?
             deaths = []
-            for target in (subject, oracle):
+            for target in pair:
                 if not target.alive(CRASH_SETTLE):
                     tail = _log_tail(target)  # before the restart starts a new log
                     deaths.append(f"{revive(target)}; its log ends: {tail}")
@@ -287,25 +308,51 @@ def diff_test(campaign: Campaign, subject: Target, oracle: Target) -> Callable[[
         for target, other, survivor in ((subject, oracle, theirs), (oracle, subject, mine)):
             died = revive(target)
             if died:  # the survivor's answers are what the dead one owed
-                campaign.found(diff.reproducer(sends, survivor, target.name, other.name,
-                                               died), died)
+                campaign.found(diff_play.reproducer(sends, survivor, target.name, other.name,
+                                                    died, current), died)
                 raise AssertionError(died)
         if mine != theirs:
             first = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b),
                          len(sends) - 1)
             send = sends[first]
             what = send.packet_type.name if send.packet_type else \
-                send.line or send.http or f"raw packet {send.raw}"
-            difference = (f"after send {first} ({sends[first].conn} {what}): {subject.name} "
-                          f"{_short(mine, first)} but {oracle.name} {_short(theirs, first)}")
-            campaign.found(diff.reproducer(sends, theirs, subject.name, oracle.name,
-                                           difference), difference)
+                send.line or send.http or ("restart" if send.restart else "") or \
+                (f"pause {send.pause} s" if send.pause else f"raw packet {send.raw}")
+            difference = (f"after send {first} ({send.conn} {what}): {subject.name} "
+                          f"{_short(mine, first)} but {oracle.name} {_short(theirs, first)}"
+                          + (f" (server options: {' '.join(current)})" if current else ""))
+            campaign.found(diff_play.reproducer(sends, theirs, subject.name, oracle.name,
+                                                difference, current), difference)
             raise AssertionError(difference)
 
-    return campaign.settings()(given(diff.conversations(http))(differential))
+    def run_round() -> None:
+        nonlocal current
+        number = campaign.round_seed()
+        options = diff.round_options(campaign.rounds, campaign.rounds if number is None
+                                     else number) if varies else []
+        if options != current:
+            _relaunch(pair, base, options)
+            current = options
+        persistent = "-q" in options
+        # A round with restarts is slower: fewer examples in it.
+        test = settings(campaign.settings(), max_examples=max(1, campaign.batch // 4)) \
+            if persistent else campaign.settings()
+        round_test = test(given(diff.conversations(http, persistent))(differential))
+        (round_test if number is None else seed(number)(round_test))()
+
+    return run_round
 
 
-def _short(record: list[list[diff.Seen]], index: int) -> str:
+def _relaunch(targets: tuple[Target, ...], base: dict[int, list[str]],
+              options: list[str]) -> None:
+    """The servers started again (at once) with their own options and ``options``."""
+    for target in targets:
+        target.options = [*base[id(target)], *options]
+    with ThreadPoolExecutor(len(targets)) as pool:
+        list(pool.map(lambda target: target.restart(), targets))
+
+
+def _short(record: list[list[diff_play.Seen]], index: int) -> str:
     if index >= len(record) or not record[index]:
         return "answered nothing"
     return "; ".join(f"{s.conn}: {' '.join(' '.join(e) for e in s.events) or s.ending}"

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from conformance import capabilities
+from conformance.cli import per_target
 from conformance.specs import parse_target
 from conformance.targets import Target, TargetError
 from fuzz.campaign import (
@@ -49,6 +51,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--target", action="append", default=[],
                         help="server to fuzz (diff: subject then oracle; default ref, and "
                              "gearmand as the oracle)")
+    parser.add_argument("--capabilities", action="append", default=[], metavar="[TARGET=]LIST",
+                        help="what an exec: or tcp:// target takes beyond its kind, as for "
+                             "gearspec run (diff: gearmand-options lets its rounds draw "
+                             "server options)")
     parser.add_argument("--client", default=None, metavar="LIBRARY",
                         help="client: the library to fuzz (gearspec run --client's names, or "
                              "exec:ADAPTER)")
@@ -81,11 +87,16 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _start(specs: list[str], fuzzer: str, options: list[str]) -> list[Target]:
+def _start(specs: list[str], fuzzer: str, options: list[str],
+           told: dict[str, list[str]]) -> list[Target]:
     started = []
     try:
         for spec in specs:
             target = parse_target(spec, options)
+            try:
+                target.capabilities |= capabilities.parse(",".join(told.get(spec, [])))
+            except capabilities.CapabilityError as error:
+                raise UsageError(str(error)) from None
             if fuzzer in ("model", "diff"):  # they talk to the server with our client library
                 target.require_socket(f"gearspec fuzz {fuzzer}")
             target.start()
@@ -116,7 +127,9 @@ def main(argv: list[str] | None = None, prog: str = "gearspec fuzz") -> int:
             raise UsageError("--batch, --budget and --examples must be positive")
         if args.http and args.fuzzer != "diff":
             raise UsageError("--http is for the diff fuzzer")
-        targets = _start(_specs(args), args.fuzzer, HTTP_OPTIONS if args.http else [])
+        specs = _specs(args)
+        targets = _start(specs, args.fuzzer, HTTP_OPTIONS if args.http else [],
+                         per_target(args.capabilities, specs, "--capabilities"))
     except (UsageError, TargetError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2

@@ -3,54 +3,46 @@
 A generated case is a list of sends over a few named connections (clients,
 workers, an admin connection): up to two job lives first (a worker that can do
 the function, asleep or not, a submit, the grab, progress and a result: what
-random sends alone seldom reach), then random sends: packets, admin lines well
-formed and not, packets a server closes the connection for, and, where both
-servers run the HTTP module, HTTP requests (``fuzz/diff_http.py``). It is written with
-variables: ``$fa`` and ``$fb`` are function names made unique to the case,
+random sends alone seldom reach), now and then a job held past its worker's
+CAN_DO_TIMEOUT (``held_past_timeout``), then random sends: packets, admin lines
+well formed and not, packets a server closes the connection for, and, where both
+servers run the HTTP module, HTTP requests (``fuzz/diff_http.py``). It is written
+with variables: ``$fa`` and ``$fb`` are function names made unique to the case,
 ``$h1``, ``$h2``, ... the job handles in the order the server first mentions
-them. ``Recorder`` plays it against one server: after every send it collects
-what each connection received, up to an ECHO marker (servers answer each
-connection in order, so that is exact and needs no sleeps), and writes it with
-the same variables, admin lists reduced to the case's own rows. Two recordings
-that differ are a divergence; hypothesis shrinks it to a minimal case, and
-``reproducer`` turns the oracle's recording into a scenario that ``gearspec run
---scenario`` replays.
+them.  ``fuzz/diff_play.py`` plays a case against both servers and writes down
+what came back; two recordings that differ are a divergence, which hypothesis
+shrinks to a minimal case.
 
 Inputs where the reference server deliberately differs from gearmand
 (reference_server/DEVIATIONS.md) are not generated (no hang-ups, no background
 submit joining a foreground job: ``joins_a_foreground_job``, no cancel of a job
-a worker may hold: ``cancels_a_grabbed_job``; the rest next to each input), and
-the one difference of form it allows for is normalised: the stray NUL in the
-WORK_FAIL gearmand substitutes for a WORK_EXCEPTION.
+a worker may hold: ``cancels_a_grabbed_job``, no second grab by a worker with a
+timeout; the rest next to each input), and the one difference of form it allows
+for is normalised: the stray NUL in the WORK_FAIL gearmand substitutes for a
+WORK_EXCEPTION.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import re
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hypothesis import strategies as st
 
-from conformance.loader import load_case
-from conformance.nodes import matcher_data
-from conformance.scenario import Matcher, Scenario
 from fuzz import diff_http
-from fuzz.tidy import tidy
-from reference_server.client import ConnectionClosed, Link, SyncMarkers
-from reference_server.protocol import Packet, PacketType, TextLine, frame
+from reference_server.protocol import PacketType
 
 T = PacketType
-CONNECTIONS = ("c1", "c2", "w1", "w2", "admin")
-_cases = itertools.count()
+#: w3 is the worker with a timeout: only ``held_past_timeout`` uses it.
+CONNECTIONS = ("c1", "c2", "w1", "w2", "w3", "admin")
 
 
 @dataclass(frozen=True)
 class Send:
-    """One generated send: a packet with template fields, an admin line, or a
-    malformed packet (``raw``: magic, type number, payload), sent as it is."""
+    """One generated send: a packet with template fields, an admin line, a
+    malformed packet (``raw``: magic, type number, payload), sent as it is, or a
+    pause (seconds) for a timeout to run out."""
 
     conn: str
     packet_type: PacketType | None  # None: an admin line or a raw packet
@@ -58,9 +50,18 @@ class Send:
     line: str = ""
     raw: tuple[bytes, int, bytes] | None = None
     http: str = ""  # a request to the HTTP port (fuzz/diff_http.py)
+    pause: float = 0.0
+    restart: bool = False  # the server killed and started again (a persistent queue's round)
+
+    def steps(self) -> list[Any]:
+        """The send as scenario steps (as a file writes them)."""
+        if self.restart:
+            return ["target kill", "target restart"]
+        if self.pause:
+            return [{"sleep": self.pause}]
+        return [self.step()]
 
     def step(self) -> Any:
-        """The send as a scenario step (as a file writes it)."""
         if self.http:
             return {f"{self.conn} http-send": self.http}
         if self.raw is not None:
@@ -104,6 +105,13 @@ client_sends = st.one_of(
     # the connection".
     st.builds(lambda c, u: _packet(c, T.GET_STATUS_UNIQUE, unique=u),
               st.sampled_from(["c1", "c2"]), uniques),
+    # A reducer of 64 bytes is the longest allowed (one of 65 is refused); a unique of
+    # 65 is DEVIATION "Reduce jobs check the reducer, not the unique".
+    st.builds(lambda c, t, f, u, r, d: _packet(c, t, function=f, unique=u, reducer=r,
+                                               aggregator="", data=d),
+              st.sampled_from(["c1", "c2"]),
+              st.sampled_from([T.SUBMIT_REDUCE_JOB, T.SUBMIT_REDUCE_JOB_BACKGROUND]),
+              functions, uniques, st.sampled_from(["", "$fb", "r" * 64, "r" * 65]), data),
     st.builds(lambda c, o: _packet(c, T.OPTION_REQ, option=o), st.sampled_from(["c1", "c2"]),
               st.sampled_from(["exceptions", "bogus"])),
     st.builds(lambda c, d: _packet(c, T.ECHO_REQ, data=d), st.sampled_from(["c1", "c2"]), data),
@@ -143,7 +151,8 @@ raw_sends = st.builds(lambda c, raw: Send(c, None, raw=raw), st.sampled_from(CON
                       st.sampled_from([(b"\0BAD", 16, b"x"), (b"\0REQ", 0, b""),
                                        (b"\0REQ", 43, b""), (b"\0REQ", 1000, b"x")]))
 
-BACKGROUND = {T.SUBMIT_JOB_BG, T.SUBMIT_JOB_HIGH_BG, T.SUBMIT_JOB_LOW_BG, T.SUBMIT_JOB_EPOCH}
+BACKGROUND = {T.SUBMIT_JOB_BG, T.SUBMIT_JOB_HIGH_BG, T.SUBMIT_JOB_LOW_BG, T.SUBMIT_JOB_EPOCH,
+              T.SUBMIT_REDUCE_JOB_BACKGROUND}
 
 
 def cancels_a_grabbed_job(sends: list[Send]) -> bool:
@@ -225,215 +234,115 @@ def life(number: int) -> st.SearchStrategy[list[Send]]:
         st.lists(_progress(w, handle), max_size=4), _ending(w, handle)))
 
 
+#: gearmand 1.1.20 raises a CAN_DO_TIMEOUT under 1000 ms to 1000 ms; the pause is past
+#: it with room for a loaded machine.
+TIMEOUT_MS, PAUSE = "1000", 1.3
+
+
+def held_past_timeout(number: int) -> st.SearchStrategy[list[Send]]:
+    """PROTOCOL "CAN_DO_TIMEOUT": a job held by w3 past its timeout; gearmand 1.1.20
+    takes it back and queues it again (server.cc), waking the function's sleepers.
+    Then what may follow: another worker's grab, the client's GET_STATUS, w3's late
+    result.  w3 grabs once only (DEVIATION "CAN_DO_TIMEOUT follows the latest job"),
+    and no random send uses it."""
+    handle = f"$h{number}"
+
+    def one(client: str, submit: PacketType, function: str, payload: str, sleeper: str,
+            steps: list[Send], after: list[list[Send]]) -> list[Send]:
+        asleep = [_packet(sleeper, T.CAN_DO, function=function),
+                  _packet(sleeper, T.PRE_SLEEP)] if sleeper else []
+        return [_packet("w3", T.CAN_DO_TIMEOUT, function=function, timeout=TIMEOUT_MS),
+                _packet(client, submit, function=function, unique="", data=payload),
+                _packet("w3", T.GRAB_JOB), *asleep, *steps, Send("", None, pause=PAUSE),
+                *(send for sends in after for send in sends)]
+
+    def afterwards(function: str, client: str) -> st.SearchStrategy[list[Send]]:
+        return st.one_of(
+            st.builds(lambda w, g: [_packet(w, T.CAN_DO, function=function), _packet(w, g)],
+                      st.sampled_from(["w1", "w2"]),
+                      st.sampled_from([T.GRAB_JOB, T.GRAB_JOB_UNIQ])),
+            st.builds(lambda t, d: [_packet("w3", t, handle=handle, data=d)],
+                      st.sampled_from([T.WORK_COMPLETE, T.WORK_DATA]), data),
+            st.just([_packet(client, T.GET_STATUS, handle=handle)]),
+            st.sampled_from([[Send("admin", None, line=line)]
+                             for line in ("status", "show jobs", "workers")]))
+
+    return st.tuples(st.sampled_from(["c1", "c2"]), functions).flatmap(
+        lambda cf: st.builds(
+            one, st.just(cf[0]), st.sampled_from(SUBMITS), st.just(cf[1]), data,
+            st.sampled_from(["", "w1", "w2"]), st.lists(_progress("w3", handle), max_size=2),
+            st.lists(afterwards(cf[1], cf[0]), min_size=1, max_size=3)))
+
+
 http_sends = diff_http.requests.map(lambda request: Send(request[0], None, http=request[1]))
 
 
-def conversations(http: bool = False) -> st.SearchStrategy[list[Send]]:
-    """Up to two lives, then up to 14 sends of any kind (HTTP requests too, where
-    both servers run the HTTP module)."""
+def storable(sends: list[Send]) -> list[Send]:
+    """Background jobs as a persistent queue can keep them on gearmand: each without a
+    unique given one of its own ($b1, $b2, ...: DEVIATION "Background jobs without a
+    unique in a persistent queue"), each without data given some (DEVIATION "A
+    background job without data in the SQLite queue")."""
+    def fill(number: int, send: Send) -> Send:
+        fields = dict(send.fields)
+        if send.packet_type not in BACKGROUND:
+            return send
+        fields["unique"] = fields.get("unique") or f"$b{number}"
+        fields["data"] = fields.get("data") or "z"
+        return replace(send, fields=tuple(fields.items()))
+
+    return [fill(number, send) for number, send in enumerate(sends, 1)]
+
+
+#: Server options a round of the diff fuzzer draws (``round_options``), both servers
+#: started with them; the first round runs with none.  Each changes what a case can
+#: meet: wake-ups (-w), retries of a job taken back on a timeout (-j), the order of
+#: a worker's functions (-R), exceptions forwarded unasked (--exceptions), and a
+#: queue that keeps background jobs over restarts (-q), where a case may restart.
+ROUND_OPTIONS: tuple[tuple[str, ...], ...] = (
+    (), ("-w", "1"), ("-w", "2"), ("-j", "1"), ("-R",), ("--exceptions",),
+    ("-q", "libsqlite3", "--libsqlite3-db", "{workdir}/fuzz-{round}.db"))
+RESTART = Send("target", None, restart=True)
+
+
+def round_options(round_number: int, seed: int,
+                  table: tuple[tuple[str, ...], ...] = ROUND_OPTIONS) -> list[str]:
+    """A round's options from ``table``: none in the first round, then drawn with the
+    round's seed (the same draw on every machine)."""
+    if round_number <= 1:
+        return []
+    options = random.Random(seed).choice(table)
+    return [option.replace("{round}", str(round_number)) for option in options]
+
+
+def conversations(http: bool = False, persistent: bool = False) -> st.SearchStrategy[list[Send]]:
+    """Up to two lives, one case in fifty a job held past its timeout (each costs a
+    pause of PAUSE), then up to 14 sends of any kind (HTTP requests too, where both
+    servers run the HTTP module); with a persistent queue, three cases in five restart
+    the servers in the middle."""
     kinds = [client_sends, worker_sends, worker_sends, admin_sends, admin_sends, raw_sends,
              *([http_sends, http_sends] if http else [])]
+
+    def opening(lives: int, held: bool) -> st.SearchStrategy[list[Send]]:
+        parts = [life(i + 1) for i in range(lives)]
+        parts += [held_past_timeout(lives + 1)] if held else []
+        return st.tuples(*parts).map(lambda done: [send for sends in done for send in sends])
+
+    def restarted(sends: list[Send], where: int | None) -> list[Send]:
+        # Then 'status': which jobs came back (queued, no worker yet).
+        look = Send("admin", None, line="status")
+        return sends if where is None else [*sends[:where], RESTART, look, *sends[where:]]
+
     return st.builds(
-        lambda lives, rest: [send for sends in lives for send in sends] + rest,
-        st.integers(0, 2).flatmap(lambda n: st.tuples(*(life(i + 1) for i in range(n)))),
+        lambda first, rest, where: restarted(first + rest, where),
+        st.tuples(st.integers(0, 2), st.sampled_from([False] * 49 + [True]))
+        .flatmap(lambda choice: opening(*choice)),
         st.lists(st.one_of(*kinds), max_size=14),
-    ).filter(lambda sends: bool(sends) and not joins_a_foreground_job(sends)
-             and not cancels_a_grabbed_job(sends))
+        st.sampled_from([None, None, 3, 6, 10]) if persistent else st.none(),
+    ).map(storable if persistent else list).filter(
+        lambda sends: bool(sends) and not joins_a_foreground_job(sends)
+        and not cancels_a_grabbed_job(sends))
 
 
 cases = conversations()
 
 
-@dataclass
-class Seen:
-    """What one connection received after one send, written with the case's variables."""
-
-    conn: str
-    events: tuple[tuple[str, ...], ...]  # ("packet", TYPE, field=value...) / ("text", line)
-    ending: str  # "sync", "closed" or "stalled"
-
-
-class Recorder:
-    """Plays a case against one server and writes down what came back."""
-
-    def __init__(self, address: tuple[str, int], tag: str, timeout: float = 2.0,
-                 http: tuple[str, int] | None = None) -> None:
-        self.address = address
-        self.http = http
-        self.tag = tag
-        self.timeout = timeout
-        self.links: dict[str, Link] = {}
-        self.state: dict[str, str] = {}
-        self.handles: dict[bytes, str] = {}
-        self.markers = SyncMarkers(b"diff-sync-")
-
-    def resolve(self, text: str) -> bytes:
-        def name(match: re.Match[str]) -> str:
-            var = match.group(1)
-            if var.startswith("h"):
-                found = next((h for h, v in self.handles.items() if v == var), None)
-                return found.decode("latin-1") if found else "H:unknown:0"
-            return f"{self.tag}{var}"
-
-        return re.sub(r"\$([a-z][a-z0-9]*)", name, text).encode("latin-1")
-
-    def show(self, value: bytes) -> str:
-        text = value.decode("latin-1")
-        text = re.sub(re.escape(self.tag) + r"([a-z][a-z0-9]*)", r"$\1", text)
-        for handle in re.findall(r"H:[^\s\0\t:]+:\d+", text):
-            if handle.encode() not in self.handles:
-                self.handles[handle.encode()] = f"h{len(self.handles) + 1}"
-            text = text.replace(handle, "$" + self.handles[handle.encode()])
-        return text
-
-    async def link(self, conn: str) -> Link:
-        if conn not in self.links:
-            self.links[conn] = await Link.open(self.address)
-            self.state[conn] = "sync"
-        return self.links[conn]
-
-    async def collect(self, conn: str) -> Seen:
-        if self.state[conn] != "sync":
-            return Seen(conn, (), self.state[conn])
-        try:
-            arrived = await self.links[conn].sync(self.markers.next(), self.timeout)
-        except TimeoutError as error:  # SyncTimeout: the marker got no answer
-            self.state[conn], arrived = "stalled", getattr(error, "events", [])
-        except ConnectionClosed as error:
-            self.state[conn], arrived = "closed", error.events
-        events: list[tuple[str, ...]] = []
-        lines: list[bytes] = []
-        for event in arrived:
-            if isinstance(event, Packet):
-                fields = event.fields()
-                if event.type == T.WORK_FAIL and fields.get("handle", b"").endswith(b"\0"):
-                    fields["handle"] = fields["handle"][:-1]  # DEVIATIONS.md: the stray NUL
-                events.append(("packet", event.type.name,
-                               *(f"{n}={self.show(a)}" for n, a in fields.items())))
-                continue
-            assert isinstance(event, TextLine)
-            lines.append(event.raw)
-            # A reply is one OK/ERR line, or a list closed by a line ".".
-            if event.raw == b".\n" or (len(lines) == 1
-                                       and event.raw.startswith((b"OK", b"ERR"))):
-                events.append(("text", *self._mine(lines)))
-                lines = []
-        return Seen(conn, tuple(events), self.state[conn])
-
-    def _mine(self, lines: list[bytes]) -> list[str]:
-        """An admin reply reduced to this case's rows (other cases share the server),
-        sorted (gearmand lists in hash order)."""
-        if lines[-1] != b".\n":
-            return [self.show(line) for line in lines]
-        rows = [self.show(line) for line in lines[:-1] if self.tag.encode() in line
-                or any(h in line for h in self.handles)]
-        rows = [re.sub(r"^\d+ ", "<fd> ", row) for row in rows]
-        return [*sorted(rows), ".\n"]
-
-    async def play(self, sends: list[Send]) -> list[list[Seen]]:
-        record = []
-        try:
-            for send in sends:
-                if send.http:
-                    record.append(await self._request(send))
-                    continue
-                link = await self.link(send.conn)
-                if self.state[send.conn] == "sync":
-                    if send.raw is not None:
-                        link.send_raw(frame(*send.raw))
-                    elif send.packet_type is None:
-                        link.send_raw(self.resolve(send.line) + b"\n")
-                    else:
-                        link.send(send.packet_type, *(self.resolve(v) for _, v in send.fields))
-                step = [await self.collect(send.conn)]
-                for other in CONNECTIONS:
-                    if other != send.conn and other in self.links:
-                        step.append(await self.collect(other))
-                record.append([s for s in step if s.events or s.ending != "sync"])
-        finally:
-            for link in self.links.values():
-                await link.close()
-            await tidy(self.address, [f"{self.tag}{f}".encode() for f in ("fa", "fb", "fc")])
-        return record
-
-
-    async def _request(self, send: Send) -> list[Seen]:
-        """An HTTP request's answer, then what its job made the others receive."""
-        if self.http is None:
-            raise ValueError("an HTTP request in a case for servers without -r http")
-        answer = await diff_http.exchange(self.http, self.resolve(send.http), self.show,
-                                          self.timeout)
-        step = [Seen(send.conn, (answer,), "sync")]
-        for other in CONNECTIONS:
-            if other in self.links:
-                step.append(await self.collect(other))
-        return [s for s in step if s.events or s.ending != "sync"]
-
-
-def record(address: tuple[str, int], sends: list[Send], tag: str,
-           http: tuple[str, int] | None = None) -> list[list[Seen]]:
-    return asyncio.run(Recorder(address, tag, http=http).play(sends))
-
-
-def reproducer(sends: list[Send], oracle: list[list[Seen]], subject: str, oracle_name: str,
-               difference: str) -> Scenario:
-    """The case as a scenario: its sends, and after each what the oracle answered."""
-    steps: list[Any] = []
-    bound: set[str] = set()
-    for send, seen in zip(sends, oracle):
-        steps.append(send.step())
-        answered = {s.conn for s in seen}
-        for s in seen:
-            steps.extend(_expectations(s, bound))
-        if send.conn not in answered and not send.http:
-            steps.append(f"{send.conn} expect-nothing")
-    return load_case({
-        "case": f"case-{next(_cases)}", "title": f"{subject} differs from {oracle_name}",
-        "level": "MUST", "source": f"gearspec fuzz diff (expectations recorded from "
-                                   f"{oracle_name})",
-        "requirement": f"The server answers as {oracle_name} does. First difference: "
-                       f"{difference}",
-        "sections": ["2"], "steps": steps,
-        **({"server-options": diff_http.SERVER_OPTIONS} if any(s.http for s in sends) else {})},
-        "fuzz/diff", origin="gearspec fuzz diff")
-
-
-def _value(text: str, bound: set[str]) -> Any:
-    """A recorded field.  A handle seen for the first time is captured on replay, and
-    must differ from the handles captured before it (the oracle gave a new one)."""
-    new = re.fullmatch(r"\$(h\d+)", text)
-    if new and new.group(1) not in bound:
-        matcher = Matcher.distinct(new.group(1), sorted(bound))
-        bound.add(new.group(1))
-        return matcher_data(matcher)
-    bound.update(re.findall(r"\$(h\d+)", text))
-    return text
-
-
-def _row(row: str) -> Any:
-    if row.startswith("<fd> "):  # 'workers': file descriptors differ from run to run
-        return {"match": r"\d+ " + re.escape(row[5:]).replace(r"\$", "$")}
-    return row
-
-
-def _expectations(seen: Seen, bound: set[str]) -> list[Any]:
-    steps: list[Any] = []
-    conn = seen.conn
-    for event in seen.events:
-        if event[0] == "http":
-            steps.extend(diff_http.expectations(conn, event, lambda v: _value(v, bound)))
-        elif event[0] == "packet":
-            fields = dict(f.split("=", 1) for f in event[2:])
-            key = f"{conn} expect {event[1]}"
-            steps.append({key: {k: _value(v, bound) for k, v in fields.items()}}
-                         if fields else key)
-        elif event[-1] == ".\n":
-            keys = ["$fa\t", "$fb\t", "$fc\t", " $fa", " $fb", " $fc",
-                    *(f"${h}\t" for h in sorted(bound))]
-            steps.append({f"{conn} expect-list": {"rows": [_row(r) for r in event[1:-1]],
-                                                  "filter": keys}})
-        else:
-            steps.append({f"{conn} expect-lines": list(event[1:])})
-    if seen.ending in ("closed", "stalled"):
-        steps.append(f"{conn} expect-{seen.ending}")
-    return steps

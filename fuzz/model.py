@@ -63,6 +63,9 @@ from reference_server.protocol import PACKETS, Event, Packet, PacketType
 T = PacketType
 R = TypeVar("R")
 CLIENTS = ("c0", "c1")
+#: Server options a round of the model fuzzer draws (the first round runs with none):
+#: those ``Model`` knows.
+ROUND_OPTIONS: tuple[tuple[str, ...], ...] = ((), ("-j", "1"), ("-j", "2"), ("--exceptions",))
 TIMEOUT = 10.0  # seconds for any one exchange with the server
 _runs = itertools.count()
 
@@ -77,6 +80,7 @@ class Binding:
     on_failure: Callable[[Scenario], None] | None = None
     on_start: Callable[[], None] | None = None
     on_end: Callable[[list[Any]], None] | None = None
+    options: tuple[str, ...] = ()  # the server's options (the model knows ROUND_OPTIONS')
 
 
 class GearmanMachine(RuleBasedStateMachine):
@@ -90,9 +94,10 @@ class GearmanMachine(RuleBasedStateMachine):
     def bound(cls, address: tuple[str, int], *,
               on_failure: Callable[[Scenario], None] | None = None,
               on_start: Callable[[], None] | None = None,
-              on_end: Callable[[list[Any]], None] | None = None) -> type[GearmanMachine]:
-        """This machine, bound to the server at ``address``."""
-        binding = Binding(address, on_failure, on_start, on_end)
+              on_end: Callable[[list[Any]], None] | None = None,
+              options: tuple[str, ...] = ()) -> type[GearmanMachine]:
+        """This machine, bound to the server at ``address`` started with ``options``."""
+        binding = Binding(address, on_failure, on_start, on_end, options)
         return type(cls.__name__, (cls,), {"binding": binding, "__qualname__": cls.__qualname__})
 
     def __init__(self) -> None:
@@ -105,7 +110,7 @@ class GearmanMachine(RuleBasedStateMachine):
         self.run = next(_runs)
         self.loop = asyncio.new_event_loop()
         self.links: dict[str, Link] = {}
-        self.model = Model()
+        self.model = Model(self.server.options)
         self.names = {f: f"m{self.run}_{f}".encode() for f in FUNCTIONS}
         self.handles: dict[bytes, str] = {}
         self.steps: list[Any] = []  # the scenario's steps, as a file writes them
@@ -190,7 +195,8 @@ class GearmanMachine(RuleBasedStateMachine):
             "case": f"run-{self.run}", "title": "Found by the model fuzzer", "level": "MUST",
             "source": "gearspec fuzz model",
             "requirement": f"The server answers as gearmand 1.1.20 does. Failure: {message}",
-            "sections": ["3.3", "3.4", "3.6", "3.8"], "steps": list(self.steps)},
+            "sections": ["3.3", "3.4", "3.6", "3.8"], "steps": list(self.steps),
+            **({"server-options": list(self.server.options)} if self.server.options else {})},
             "fuzz/model", origin="gearspec fuzz model")
 
     def teardown(self) -> None:
@@ -294,7 +300,7 @@ class GearmanMachine(RuleBasedStateMachine):
             kept = [r for r in regs if r.function != function]
         self.expect(worker, [], "withdraw")
         self.model.registrations[worker] = kept
-        self.model.requeue(gone)
+        self._told_dropped(self.model.requeue(gone))
 
     @rule(target=held, worker=st.sampled_from(WORKERS))
     def grab(self, worker: str) -> Any:
@@ -325,10 +331,8 @@ class GearmanMachine(RuleBasedStateMachine):
         if kind == "status":
             job.numerator, job.denominator = extra
         for client in sorted(set(job.clients)):
-            # gearmand (since 1.1.9): WORK_EXCEPTION reaches the clients that asked
-            # for "exceptions"; the others hear WORK_FAIL.
             told = (T.WORK_FAIL, {"handle": handle}) if kind == "exception" and \
-                client not in self.model.exceptions else heard
+                not self.model.hears_exceptions(client) else heard
             self.expect(client, [told] * job.clients.count(client), kind)
         if not ends:
             return job  # still held
@@ -384,17 +388,26 @@ class GearmanMachine(RuleBasedStateMachine):
         self.steps.append(f"{who} hangup")
         self.model.exceptions.discard(who)
         self.noops.pop(who, None)
+        dropped: list[Job] = []
         if who in WORKERS:
             self.model.awake(who)
             self.model.noops[who] = 0
             gone, self.model.registrations[who] = self.model.registrations[who], []
-            self.model.requeue(gone)
+            dropped = self.model.requeue(gone)
         for job in self.model.jobs:
             if who in job.clients:
                 job.clients = [c for c in job.clients if c != who]
                 if not job.clients and not job.background:
                     job.ignore = True
         self._wait_until_gone(gone_id)
+        self._told_dropped(dropped)
+
+    def _told_dropped(self, dropped: list[Job]) -> None:
+        """-j: the clients of each job dropped at its last retry hear WORK_FAIL."""
+        for job in dropped:
+            for client in sorted(set(job.clients)):
+                self.expect(client, [(T.WORK_FAIL, {"handle": f"${job.var}"})]
+                            * job.clients.count(client), "job retries")
 
     def _wait_until_gone(self, client_id: bytes) -> None:
         # The server handles a hang-up in its own time: poll 'workers' until the

@@ -45,6 +45,7 @@ class Job:
     ignore: bool = False
     numerator: bytes = b"0"  # the last WORK_STATUS, as GET_STATUS answers it
     denominator: bytes = b"0"
+    losses: int = 0  # workers lost while they held it (-j counts them)
 
 
 @dataclass(eq=False)
@@ -57,7 +58,11 @@ class Registration:
 class Model:
     """What gearmand 1.1.20 does, for the subset the machine exercises."""
 
-    def __init__(self) -> None:
+    def __init__(self, options: list[str] | tuple[str, ...] = ()) -> None:
+        # The server's options that the model knows: --exceptions (WORK_EXCEPTION
+        # reaches every client) and -j N (a job is dropped at its Nth lost worker).
+        self.all_exceptions = "--exceptions" in options
+        self.job_retries = int(options[options.index("-j") + 1]) if "-j" in options else 0
         self.queues: dict[tuple[str, int], list[Job]] = {
             (f, p): [] for f in FUNCTIONS for p in range(3)}
         self.registrations: dict[str, list[Registration]] = {w: [] for w in WORKERS}
@@ -116,13 +121,28 @@ class Model:
                     return job
         return None
 
-    def requeue(self, registrations: list[Registration]) -> None:
+    def requeue(self, registrations: list[Registration]) -> list[Job]:
+        """A lost worker's jobs back to the queue; returns those dropped instead: with
+        -j N, gearmand job.cc fails a job (WORK_FAIL to its clients) when its worker
+        is lost for the Nth time."""
+        dropped = []
         for registration in registrations:
             for job in reversed(registration.jobs):  # gearmand frees newest first
                 job.worker = None
                 job.numerator = job.denominator = b"0"  # the last WORK_STATUS is forgotten
-                self.queue(job)
+                job.losses += 1
+                if self.job_retries and job.losses >= self.job_retries:
+                    self.jobs.remove(job)
+                    dropped.append(job)
+                else:
+                    self.queue(job)
             registration.jobs.clear()
+        return dropped
+
+    def hears_exceptions(self, client: str) -> bool:
+        """gearmand (since 1.1.9): WORK_EXCEPTION reaches the clients that asked for
+        "exceptions", or all with --exceptions; the others hear WORK_FAIL."""
+        return self.all_exceptions or client in self.exceptions
 
     def end(self, job: Job) -> None:
         assert job.worker is not None

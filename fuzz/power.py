@@ -65,8 +65,10 @@ def hunt(fuzzer: str, mutant: Mutant | None, budget: float, seed: int) -> Hunt:
     """One campaign of ``fuzzer`` against the server with ``mutant`` in place."""
     # The diff fuzzer runs both servers with the HTTP module, so that it reaches the
     # mutants of core/http.py too.
-    targets = ["--target", SUBJECT] + (["--target", "gearmand", "--http"]
-                                       if fuzzer == "diff" else [])
+    # The reference server takes gearmand's options: the fuzzers' rounds may draw them
+    # (a persistent queue, -w, -j, ...).
+    targets = ["--target", SUBJECT, "--capabilities", "exec=gearmand-options,persistence"] + \
+        (["--target", "gearmand", "--http"] if fuzzer == "diff" else [])
     env = {**os.environ, VARIABLE: json.dumps(mutant.to_json()) if mutant else "",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     with tempfile.TemporaryDirectory(prefix="gearspec-power-") as saved:
