@@ -255,8 +255,8 @@ class TargetRun:
         lock = self.locks[key]
         if not target.alive():  # died after the previous case was judged
             async with lock:
-                if not target.alive():
-                    await asyncio.to_thread(target.restart)
+                if not target.alive() and not await self._revive(target, key):
+                    return CaseResult(scenario.id, self.spec, Verdict.ERROR, self.broken[key])
         result, outcome = await self._engine(target, scenario)
         # A case that did not pass may have killed the server: give a dying process a
         # moment, so the crash is reported rather than a close.
@@ -270,13 +270,26 @@ class TargetRun:
                     result.message = (f"the server died during the case ({self.last_death})"
                                       f"{'; ' + result.message if result.message else ''}")
                     result.log = target.log_text().splitlines()[-20:]
-                    await asyncio.to_thread(target.restart)
+                    await self._revive(target, key)
         # After the verdict is final: the capture takes no part in it.
         if outcome is not None and self.run_options.pcap_dir is not None:
             path = pcap_path(self.run_options.pcap_dir, self.spec, scenario.id)
             if await self._capture(path, outcome):
                 result.capture = str(path)
         return result
+
+    async def _revive(self, target: Target, key: tuple[str, ...]) -> bool:
+        """Start a dead server again.  One that will not start (its persistent queue
+        refused at start-up, say) breaks its group: the group's later cases are
+        ERRORs that say why, and the run goes on."""
+        try:
+            await asyncio.to_thread(target.restart)
+            return True
+        except TargetError as error:
+            self.broken[key] = f"the server did not start again: {error}"
+            self.servers.pop(key, None)
+            await asyncio.to_thread(target.stop)
+            return False
 
     async def _engine(self, target: Target, scenario: Scenario
                       ) -> tuple[CaseResult, Outcome | None]:
@@ -295,6 +308,10 @@ class TargetRun:
                 scenario, target.network(factor), tag=tag, timeout_factor=factor,
                 has_echo="echo" in target.capabilities, control=control,
                 record_raw=self.run_options.pcap_dir is not None)
+        except TargetError as error:  # the case's 'target restart' found no server
+            return CaseResult(scenario.id, self.spec, Verdict.ERROR,
+                              f"the server did not start again: {error}",
+                              duration=time.monotonic() - started), None
         except Exception as error:  # a harness bug must not stop the run
             return CaseResult(scenario.id, self.spec, Verdict.ERROR,
                               f"harness error: {type(error).__name__}: {error}",

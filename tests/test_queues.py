@@ -14,6 +14,8 @@ import asyncio
 import secrets
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from conformance.targets import GEARMAND, GearmandTarget, RefTarget, Target
 from reference_server.client import Client, Link, ServerError, SyncMarkers, Worker
 from reference_server.protocol import PacketType, encode
 from reference_server.queues import EMPTY_UNIQUE_MARKER, BatchingQueue, QueueError, StoredJob
+from results import RunResult, Verdict
 from tests.conftest import require_gearmand
 
 T = PacketType
@@ -443,3 +446,23 @@ async def test_libdrizzle_over_a_unix_socket(tmp_path: Path,
     target.kill()
     target.restart()
     assert await run_all(target, 1) == [(b"by-socket", b"x")]
+
+
+def test_a_server_that_cannot_start_again_is_a_verdict_and_the_run_goes_on(tmp_path: Path
+                                                                           ) -> None:
+    """gearmand 1.1.20 stores an empty workload as NULL and then refuses to replay it
+    (DEVIATIONS.md "A background job without data in the SQLite queue"): its restart
+    fails, the case is an ERROR that says so (baselined), and the next case runs."""
+    require_gearmand()
+    out = tmp_path / "run.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "gearspec", "run", "--target", "gearmand",
+         "--select", "persistence/sqlite/job-without-data-survives-kill",
+         "--select", "persistence/sqlite/background-job-survives-kill", "--json", str(out)],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = {r.scenario: r for r in RunResult.from_json(out.read_text()).results}
+    broken = results["persistence/sqlite/job-without-data-survives-kill"]
+    assert broken.verdict == Verdict.ERROR and "did not start again" in broken.message
+    assert "not type TEXT" in broken.message and broken.expected
+    assert results["persistence/sqlite/background-job-survives-kill"].verdict == Verdict.PASS
