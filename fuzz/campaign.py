@@ -34,6 +34,7 @@ from conformance.targets import CRASH_SETTLE, Target
 from conformance.writer import dump
 from fuzz import client, diff, diff_play, model, server
 from fuzz.known import KnownFinding
+from fuzz.oracle import ROUND_OPTIONS as MODEL_OPTIONS
 from fuzz.parser import PROPERTIES
 from fuzz.shared import Store, claim, example_database
 
@@ -259,7 +260,7 @@ def model_test(campaign: Campaign, target: Target) -> Callable[[], None]:
         nonlocal current
         number = campaign.round_seed()
         options = diff.round_options(campaign.rounds, campaign.rounds if number is None
-                                     else number, model.ROUND_OPTIONS) if varies else []
+                                     else number, MODEL_OPTIONS) if varies else []
         if options != current:
             _relaunch((target,), base, options)
             current = options
@@ -312,15 +313,8 @@ def diff_test(campaign: Campaign, subject: Target, oracle: Target) -> Callable[[
                                                     died, current), died)
                 raise AssertionError(died)
         if mine != theirs:
-            first = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b),
-                         len(sends) - 1)
-            send = sends[first]
-            what = send.packet_type.name if send.packet_type else \
-                send.line or send.http or ("restart" if send.restart else "") or \
-                (f"pause {send.pause} s" if send.pause else f"raw packet {send.raw}")
-            difference = (f"after send {first} ({send.conn} {what}): {subject.name} "
-                          f"{_short(mine, first)} but {oracle.name} {_short(theirs, first)}"
-                          + (f" (server options: {' '.join(current)})" if current else ""))
+            difference = _difference(sends, (subject.name, mine), (oracle.name, theirs),
+                                     current)
             campaign.found(diff_play.reproducer(sends, theirs, subject.name, oracle.name,
                                                 difference, current), difference)
             raise AssertionError(difference)
@@ -350,6 +344,23 @@ def _relaunch(targets: tuple[Target, ...], base: dict[int, list[str]],
         target.options = [*base[id(target)], *options]
     with ThreadPoolExecutor(len(targets)) as pool:
         list(pool.map(lambda target: target.restart(), targets))
+
+
+Recording = tuple[str, list[list[diff_play.Seen]]]  # a server's name, what it answered
+
+
+def _difference(sends: list[diff.Send], mine: Recording, theirs: Recording,
+                options: list[str]) -> str:
+    """The first send the two servers answered differently, and both answers."""
+    first = next((i for i, (a, b) in enumerate(zip(mine[1], theirs[1])) if a != b),
+                 len(sends) - 1)
+    send = sends[first]
+    what = send.packet_type.name if send.packet_type else \
+        send.line or send.http or ("restart" if send.restart else "") or \
+        (f"pause {send.pause} s" if send.pause else f"raw packet {send.raw}")
+    return (f"after send {first} ({send.conn} {what}): {mine[0]} {_short(mine[1], first)} "
+            f"but {theirs[0]} {_short(theirs[1], first)}"
+            + (f" (server options: {' '.join(options)})" if options else ""))
 
 
 def _short(record: list[list[diff_play.Seen]], index: int) -> str:

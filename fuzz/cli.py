@@ -5,7 +5,11 @@
     gearspec fuzz model --target ref
     gearspec fuzz diff --target ref --target gearmand     # subject, then oracle
 
-A failure is shrunk to a minimal example and saved as a scenario file under
+The model and diff fuzzers start the server(s) again with options drawn for each
+round after the first (``fuzz/diff.py`` ROUND_OPTIONS, ``fuzz/oracle.py``'s for the
+model), where the targets take gearmand's options (an ``exec:`` one when
+``--capabilities gearmand-options`` says so).  A failure is shrunk to a minimal
+example and saved as a scenario file under
 ``--save`` (default ``fuzz-findings/``); ``gearspec run --scenario FILE --target
 ...`` replays it.  The exit status is 1 when something was found.
 """
@@ -110,23 +114,7 @@ def _start(specs: list[str], fuzzer: str, options: list[str],
 
 def main(argv: list[str] | None = None, prog: str = "gearspec fuzz") -> int:
     try:
-        args = build_parser(prog).parse_args(argv)
-        if args.db is not None and (args.derandomize or args.seed is not None):
-            raise UsageError("--db cannot go with --seed or --derandomize (hypothesis ignores "
-                             "its example database in seeded runs)")
-        if args.replay and args.db is None:
-            raise UsageError("--replay replays an example database: give --db too")
-        if args.examples is not None and args.budget is not None:
-            raise UsageError("--examples N runs N examples whatever the time: it cannot go "
-                             "with --budget")
-        if args.examples is not None and (args.derandomize or args.replay):
-            raise UsageError("--examples cannot go with --derandomize or --replay (they run "
-                             "one fixed round)")
-        args.budget = 60.0 if args.budget is None else args.budget
-        if args.batch < 1 or args.budget <= 0 or (args.examples or 1) < 1:
-            raise UsageError("--batch, --budget and --examples must be positive")
-        if args.http and args.fuzzer != "diff":
-            raise UsageError("--http is for the diff fuzzer")
+        args = _checked(build_parser(prog).parse_args(argv))
         specs = _specs(args)
         targets = _start(specs, args.fuzzer, HTTP_OPTIONS if args.http else [],
                          per_target(args.capabilities, specs, "--capabilities"))
@@ -170,6 +158,27 @@ def main(argv: list[str] | None = None, prog: str = "gearspec fuzz") -> int:
                                              for line in c.shown or []))
     _print_campaigns(campaigns, args.fuzzer)
     return 1 if any(c.failure for c in campaigns) else 0
+
+
+def _checked(args: argparse.Namespace) -> argparse.Namespace:
+    """The options that cannot go together refused (UsageError), the budget's default."""
+    if args.db is not None and (args.derandomize or args.seed is not None):
+        raise UsageError("--db cannot go with --seed or --derandomize (hypothesis ignores "
+                         "its example database in seeded runs)")
+    if args.replay and args.db is None:
+        raise UsageError("--replay replays an example database: give --db too")
+    if args.examples is not None and args.budget is not None:
+        raise UsageError("--examples N runs N examples whatever the time: it cannot go "
+                         "with --budget")
+    if args.examples is not None and (args.derandomize or args.replay):
+        raise UsageError("--examples cannot go with --derandomize or --replay (they run "
+                         "one fixed round)")
+    args.budget = 60.0 if args.budget is None else args.budget
+    if args.batch < 1 or args.budget <= 0 or (args.examples or 1) < 1:
+        raise UsageError("--batch, --budget and --examples must be positive")
+    if args.http and args.fuzzer != "diff":
+        raise UsageError("--http is for the diff fuzzer")
+    return args
 
 
 def _specs(args: argparse.Namespace) -> list[str]:

@@ -41,8 +41,8 @@ CONNECTIONS = ("c1", "c2", "w1", "w2", "w3", "admin")
 @dataclass(frozen=True)
 class Send:
     """One generated send: a packet with template fields, an admin line, a
-    malformed packet (``raw``: magic, type number, payload), sent as it is, or a
-    pause (seconds) for a timeout to run out."""
+    malformed packet (``raw``: magic, type number, payload), sent as it is, a
+    pause (seconds) for a timeout to run out, or the server killed and restarted."""
 
     conn: str
     packet_type: PacketType | None  # None: an admin line or a raw packet
@@ -50,7 +50,8 @@ class Send:
     line: str = ""
     raw: tuple[bytes, int, bytes] | None = None
     http: str = ""  # a request to the HTTP port (fuzz/diff_http.py)
-    pause: float = 0.0
+    pause: float = 0.0  # at most this long (a scenario sleeps it) ...
+    until: str = ""  # ... until this function's running count drops (a timeout ran out)
     restart: bool = False  # the server killed and started again (a persistent queue's round)
 
     def steps(self) -> list[Any]:
@@ -62,6 +63,7 @@ class Send:
         return [self.step()]
 
     def step(self) -> Any:
+        """A send on a connection as the one step a file writes for it."""
         if self.http:
             return {f"{self.conn} http-send": self.http}
         if self.raw is not None:
@@ -234,9 +236,10 @@ def life(number: int) -> st.SearchStrategy[list[Send]]:
         st.lists(_progress(w, handle), max_size=4), _ending(w, handle)))
 
 
-#: gearmand 1.1.20 raises a CAN_DO_TIMEOUT under 1000 ms to 1000 ms; the pause is past
-#: it with room for a loaded machine.
-TIMEOUT_MS, PAUSE = "1000", 1.3
+#: gearmand 1.1.20 raises a CAN_DO_TIMEOUT under 1000 ms to 1000 ms.  The pause ends
+#: when the server has taken the job back (about a second), or after PAUSE seconds
+#: (a server whose timers never fire); a reproducer sleeps PAUSE.
+TIMEOUT_MS, PAUSE = "1000", 2.0
 
 
 def held_past_timeout(number: int) -> st.SearchStrategy[list[Send]]:
@@ -253,7 +256,8 @@ def held_past_timeout(number: int) -> st.SearchStrategy[list[Send]]:
                   _packet(sleeper, T.PRE_SLEEP)] if sleeper else []
         return [_packet("w3", T.CAN_DO_TIMEOUT, function=function, timeout=TIMEOUT_MS),
                 _packet(client, submit, function=function, unique="", data=payload),
-                _packet("w3", T.GRAB_JOB), *asleep, *steps, Send("", None, pause=PAUSE),
+                _packet("w3", T.GRAB_JOB), *asleep, *steps,
+                Send("", None, pause=PAUSE, until=function),
                 *(send for sends in after for send in sends)]
 
     def afterwards(function: str, client: str) -> st.SearchStrategy[list[Send]]:
@@ -316,7 +320,7 @@ def round_options(round_number: int, seed: int,
 
 def conversations(http: bool = False, persistent: bool = False) -> st.SearchStrategy[list[Send]]:
     """Up to two lives, one case in fifty a job held past its timeout (each costs a
-    pause of PAUSE), then up to 14 sends of any kind (HTTP requests too, where both
+    pause of about a second), then up to 14 sends of any kind (HTTP requests too, where both
     servers run the HTTP module); with a persistent queue, three cases in five restart
     the servers in the middle."""
     kinds = [client_sends, worker_sends, worker_sends, admin_sends, admin_sends, raw_sends,

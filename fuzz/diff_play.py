@@ -7,8 +7,11 @@ After every send the recorder collects what each connection received, up to an E
 marker (servers answer each connection in order, so that is exact and needs no
 sleeps), and writes it with the case's variables: ``$fa``.. for its functions,
 ``$h1``.. for the job handles in the order the server first mentions them; admin
-lists are reduced to the case's own rows.  A pause (a worker's CAN_DO_TIMEOUT
-running out) is the one wait, and after it every connection is collected.
+lists are reduced to the case's own rows.  A pause (until a worker's CAN_DO_TIMEOUT
+has run out, seen in ``status``) is the one wait; after it every connection is
+collected.  A
+restart (a persistent queue's round) closes every connection, kills the server and
+starts it again on its port; the next send to a connection opens it afresh.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from conformance.scenario import Matcher, Scenario
 from fuzz import diff_http
 from fuzz.diff import CONNECTIONS, Send
 from fuzz.tidy import tidy
-from reference_server.client import ConnectionClosed, Link, SyncMarkers
+from reference_server.client import Admin, ConnectionClosed, Link, SyncMarkers
 from reference_server.protocol import Packet, PacketType, TextLine, frame
 
 T = PacketType
@@ -133,7 +136,7 @@ class Recorder:
                     record.append([])
                     continue
                 if send.pause:
-                    await asyncio.sleep(send.pause)
+                    await self._pause(send)
                     record.append(await self._others(""))
                     continue
                 link = await self.link(send.conn)
@@ -160,6 +163,22 @@ class Recorder:
         answer = await diff_http.exchange(self.http, self.resolve(send.http), self.show,
                                           self.timeout)
         return [Seen(send.conn, (answer,), "sync"), *await self._others("")]
+
+    async def _pause(self, send: Send) -> None:
+        """Wait ``send.pause`` seconds, or, with ``send.until``, only until that
+        function's running count has dropped (its job taken back on a timeout),
+        read on an admin connection of our own, which the case never sees."""
+        if not send.until:
+            await asyncio.sleep(send.pause)
+            return
+        name = self.resolve(send.until)
+        deadline = asyncio.get_running_loop().time() + send.pause
+        async with await Admin.connect(self.address) as admin:
+            running = (await admin.status()).get(name, (0, 0, 0))[1]
+            while asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.02)
+                if (await admin.status()).get(name, (0, 0, 0))[1] < running:
+                    return
 
     async def _restart(self) -> None:
         """Every connection closed, the server killed and started again (in a thread:

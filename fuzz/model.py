@@ -10,7 +10,8 @@ gearmand 1.1.20 does, which job each grab gets, what every client hears, the
 admin ``status`` counts and the NOOPs that wake sleeping workers, and after
 every rule the server is asked and compared (what a connection received is read
 up to a sync marker, ``Link.sync``).  ``GearmanMachine.bound(address)`` is the
-machine for one server: a subclass with its address and callbacks.
+machine for one server: a subclass with its address, callbacks and the server's
+options (those the model knows: ``fuzz.oracle.ROUND_OPTIONS``, drawn per round).
 
 Jobs live in two bundles: ``jobs``, every job a submit created with a unique
 (a coalescing submit draws one and submits onto its unique: onto the job itself
@@ -63,9 +64,6 @@ from reference_server.protocol import PACKETS, Event, Packet, PacketType
 T = PacketType
 R = TypeVar("R")
 CLIENTS = ("c0", "c1")
-#: Server options a round of the model fuzzer draws (the first round runs with none):
-#: those ``Model`` knows.
-ROUND_OPTIONS: tuple[tuple[str, ...], ...] = ((), ("-j", "1"), ("-j", "2"), ("--exceptions",))
 TIMEOUT = 10.0  # seconds for any one exchange with the server
 _runs = itertools.count()
 
@@ -80,7 +78,7 @@ class Binding:
     on_failure: Callable[[Scenario], None] | None = None
     on_start: Callable[[], None] | None = None
     on_end: Callable[[list[Any]], None] | None = None
-    options: tuple[str, ...] = ()  # the server's options (the model knows ROUND_OPTIONS')
+    options: tuple[str, ...] = ()  # the server's, as the model is told them
 
 
 class GearmanMachine(RuleBasedStateMachine):

@@ -15,6 +15,9 @@ from reference_server.protocol import PacketType
 
 T = PacketType
 FUNCTIONS = ("fa", "fb")
+#: Server options a round of the model fuzzer draws (the first round runs with none):
+#: those ``Model`` knows.
+ROUND_OPTIONS: tuple[tuple[str, ...], ...] = ((), ("-j", "1"), ("-j", "2"), ("--exceptions",))
 WORKERS = ("w0", "w1")
 #: A submit's priority: its foreground and background packets, and its queue.
 PRIORITIES = {"high": (T.SUBMIT_JOB_HIGH, T.SUBMIT_JOB_HIGH_BG, 0),

@@ -270,6 +270,7 @@ def gearspec_fuzz(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[s
     (["parser", "--seed", "3", "--db", "x"], "--db cannot go with --seed or --derandomize"),
     (["parser", "--batch", "0"], "--batch, --budget and --examples must be positive"),
     (["model", "--http"], "--http is for the diff fuzzer"),
+    (["diff", "--capabilities", "bogus"], "unknown capability 'bogus'"),
 ])
 def test_bad_arguments_print_one_line(args: list[str], words: str) -> None:
     done = gearspec_fuzz(*args)

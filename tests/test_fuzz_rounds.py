@@ -29,8 +29,8 @@ from conformance.writer import dump
 from fuzz import diff, diff_play
 from fuzz.campaign import Campaign, model_test
 from fuzz.diff import PAUSE, RESTART, ROUND_OPTIONS, Send
-from fuzz.model import ROUND_OPTIONS as MODEL_OPTIONS
 from fuzz.model import GearmanMachine
+from fuzz.oracle import ROUND_OPTIONS as MODEL_OPTIONS
 from fuzz.oracle import Job, Model, Registration
 from reference_server.protocol import PacketType
 from results import RunResult, Verdict
@@ -175,7 +175,7 @@ TIMEOUT_CASE = [
     packet("w3", T.CAN_DO_TIMEOUT, function="$fa", timeout=diff.TIMEOUT_MS),
     packet("c1", T.SUBMIT_JOB, function="$fa", unique="", data="x"),
     packet("w3", T.GRAB_JOB),
-    Send("", None, pause=PAUSE),
+    Send("", None, pause=PAUSE, until="$fa"),
     packet("w1", T.CAN_DO, function="$fa"), packet("w1", T.GRAB_JOB),
     packet("w3", T.WORK_COMPLETE, handle="$h1", data="late"),
 ]
