@@ -288,7 +288,8 @@ class TargetRun:
         except TargetError as error:
             self.broken[key] = f"the server did not start again: {error}"
             self.servers.pop(key, None)
-            await asyncio.to_thread(target.stop)
+            if target is not self.adopted:  # an adopted server is its owner's to stop
+                await asyncio.to_thread(target.stop)
             return False
 
     async def _engine(self, target: Target, scenario: Scenario

@@ -252,18 +252,11 @@ def model_test(campaign: Campaign, target: Target) -> Callable[[], None]:
     def end(steps: list[Any]) -> None:  # what was sent; the answers are the server's
         campaign.note([step for step in steps if " send" in str(step) or "hangup" in str(step)])
 
-    base = {id(target): list(target.options)}
-    varies = {"restart", "gearmand-options"} <= target.capabilities
-    current: list[str] = []
+    rounds = OptionRounds((target,), MODEL_OPTIONS)
 
     def run_machine() -> None:
-        nonlocal current
         number = campaign.round_seed()
-        options = diff.round_options(campaign.rounds, campaign.rounds if number is None
-                                     else number, MODEL_OPTIONS) if varies else []
-        if options != current:
-            _relaunch((target,), base, options)
-            current = options
+        options = rounds.start(campaign)
         machine = model.GearmanMachine.bound(target.address, on_failure=found, on_start=start,
                                              on_end=end, options=tuple(options))
         # A stateful test takes its seed from the machine, not from this function.
@@ -283,9 +276,7 @@ def diff_test(campaign: Campaign, subject: Target, oracle: Target) -> Callable[[
     servers with options it draws (``diff.round_options``), where both can restart."""
     http = _http(subject) is not None and _http(oracle) is not None
     pair = (subject, oracle)
-    base = {id(target): list(target.options) for target in pair}
-    varies = all({"restart", "gearmand-options"} <= target.capabilities for target in pair)
-    current: list[str] = []
+    rounds = OptionRounds(pair, diff.ROUND_OPTIONS)
 
     def server(target: Target) -> diff_play.Server:
         def crash_and_restart() -> None:  # as persistence/ cases do: kill, then start
@@ -310,24 +301,18 @@ def diff_test(campaign: Campaign, subject: Target, oracle: Target) -> Callable[[
             died = revive(target)
             if died:  # the survivor's answers are what the dead one owed
                 campaign.found(diff_play.reproducer(sends, survivor, target.name, other.name,
-                                                    died, current), died)
+                                                    died, rounds.current), died)
                 raise AssertionError(died)
         if mine != theirs:
             difference = _difference(sends, (subject.name, mine), (oracle.name, theirs),
-                                     current)
+                                     rounds.current)
             campaign.found(diff_play.reproducer(sends, theirs, subject.name, oracle.name,
-                                                difference, current), difference)
+                                                difference, rounds.current), difference)
             raise AssertionError(difference)
 
     def run_round() -> None:
-        nonlocal current
         number = campaign.round_seed()
-        options = diff.round_options(campaign.rounds, campaign.rounds if number is None
-                                     else number) if varies else []
-        if options != current:
-            _relaunch(pair, base, options)
-            current = options
-        persistent = "-q" in options
+        persistent = "-q" in rounds.start(campaign)
         # A round with restarts is slower: fewer examples in it.
         test = settings(campaign.settings(), max_examples=max(1, campaign.batch // 4)) \
             if persistent else campaign.settings()
@@ -337,13 +322,32 @@ def diff_test(campaign: Campaign, subject: Target, oracle: Target) -> Callable[[
     return run_round
 
 
-def _relaunch(targets: tuple[Target, ...], base: dict[int, list[str]],
-              options: list[str]) -> None:
-    """The servers started again (at once) with their own options and ``options``."""
-    for target in targets:
-        target.options = [*base[id(target)], *options]
-    with ThreadPoolExecutor(len(targets)) as pool:
-        list(pool.map(lambda target: target.restart(), targets))
+class OptionRounds:
+    """The server options of a campaign's rounds, drawn from ``table`` for each round
+    after the first (``diff.round_options``), where every target restarts and takes
+    gearmand's options; the servers are started again only when they change."""
+
+    def __init__(self, targets: tuple[Target, ...],
+                 table: tuple[tuple[str, ...], ...]) -> None:
+        self.targets = targets
+        self.table = table
+        self.base = [list(target.options) for target in targets]  # as the command gave them
+        self.varies = all({"restart", "gearmand-options"} <= target.capabilities
+                          for target in targets)
+        self.current: list[str] = []
+
+    def start(self, campaign: Campaign) -> list[str]:
+        """This round's options, the servers running with them."""
+        number = campaign.round_seed()
+        options = diff.round_options(campaign.rounds, campaign.rounds if number is None
+                                     else number, self.table) if self.varies else []
+        if options != self.current:
+            for target, base in zip(self.targets, self.base):
+                target.options = [*base, *options]
+            with ThreadPoolExecutor(len(self.targets)) as pool:  # at once
+                list(pool.map(lambda target: target.restart(), self.targets))
+            self.current = options
+        return options
 
 
 Recording = tuple[str, list[list[diff_play.Seen]]]  # a server's name, what it answered

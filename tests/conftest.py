@@ -8,12 +8,16 @@ installs it.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import settings
 
+from conformance.mutant_exec import VARIABLE
+from conformance.mutants import Mutant
+from conformance.specs import parse_target
 from conformance.targets import GearmandTarget, RefTarget, Target, gearmand_available
 
 # Tests are derandomised (a fixed seed) and bounded; the long campaigns are
@@ -40,18 +44,22 @@ def require_program(name: str, package: str) -> str:
 
 @pytest.fixture
 def start_target() -> Iterator[Callable[..., Target]]:
-    """Factory: start_target("ref" | "gearmand", *options) -> a running Target."""
+    """Factory: start_target("ref" | "gearmand" | any target spec, *options,
+    mutant=None) -> a running Target; with a mutant, the server process runs it
+    (``conformance/mutant_exec.py`` reads it from the environment)."""
     started: list[Target] = []
 
-    def start(kind: str, *options: str) -> Target:
+    def start(kind: str, *options: str, mutant: Mutant | None = None) -> Target:
         if kind == "gearmand":
             require_gearmand()
             target: Target = GearmandTarget(options=list(options))
         elif kind == "ref":
             target = RefTarget(options=list(options))
         else:
-            raise ValueError(kind)
-        target.start()
+            target = parse_target(kind, list(options))
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(VARIABLE, json.dumps(mutant.to_json()) if mutant else "")
+            target.start()
         started.append(target)
         return target
 

@@ -9,11 +9,10 @@ catch, which must not.  A restart case's reproducer replays on gearmand.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,6 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from conformance.mutant_exec import VARIABLE
 from conformance.mutants import ROOT, Mutant, mutants_of
-from conformance.specs import parse_target
 from conformance.targets import Target
 from conformance.writer import dump
 from fuzz import diff, diff_play
@@ -52,24 +50,6 @@ def mutant(module: str, text: str, operator: str) -> Mutant:
     line = next(n for n, words in enumerate(path.read_text().splitlines(), 1) if text in words)
     [found] = [m for m in mutants_of(path) if m.line == line and m.operator == operator]
     return found
-
-
-@pytest.fixture
-def servers() -> Iterator[Callable[..., Target]]:
-    """Factory: servers(spec, *options, mutant=None) -> a running target (stopped after)."""
-    started: list[Target] = []
-
-    def start(spec: str, *options: str, mutated: Mutant | None = None) -> Target:
-        target = parse_target(spec, list(options))
-        with pytest.MonkeyPatch.context() as patch:  # the process takes the mutant
-            patch.setenv(VARIABLE, json.dumps(mutated.to_json()) if mutated else "")
-            target.start()
-        started.append(target)
-        return target
-
-    yield start
-    for target in started:
-        target.stop()
 
 
 def player(target: Target) -> diff_play.Server:
@@ -129,9 +109,9 @@ RESTART_CASE = [
 
 
 def test_a_restart_case_agrees_with_gearmand_and_its_reproducer_replays_there(
-        servers: Callable[..., Target], tmp_path: Path) -> None:
+        start_target: Callable[..., Target], tmp_path: Path) -> None:
     require_gearmand()
-    ours, theirs = servers("ref", *SQLITE), servers("gearmand", *SQLITE)
+    ours, theirs = start_target("ref", *SQLITE), start_target("gearmand", *SQLITE)
     mine, oracle = play(ours, theirs, RESTART_CASE, "rs1")
     assert mine == oracle
     assert oracle[2][0].events == (("text", "$fa\t1\t0\t0\n", ".\n"),)
@@ -146,14 +126,14 @@ def test_a_restart_case_agrees_with_gearmand_and_its_reproducer_replays_there(
         assert replay(path, spec, tmp_path) == [Verdict.PASS], spec
 
 
-def test_a_restart_case_catches_a_queue_that_never_writes(servers: Callable[..., Target]
+def test_a_restart_case_catches_a_queue_that_never_writes(start_target: Callable[..., Target]
                                                           ) -> None:
     """The mutant that drops the commit's write: JOB_CREATED still goes out, and the
     job is gone after the crash."""
     require_gearmand()
     never_written = mutant("persistence.py", "self.queue.flush()", "call dropped")
-    ours = servers(MUTANT_SERVER, *SQLITE, mutated=never_written)
-    theirs = servers("gearmand", *SQLITE)
+    ours = start_target(MUTANT_SERVER, *SQLITE, mutant=never_written)
+    theirs = start_target("gearmand", *SQLITE)
     mine, oracle = play(ours, theirs, RESTART_CASE, "rs2")
     assert mine[0] == oracle[0]  # acknowledged alike
     assert mine[2] != oracle[2]  # but after the restart only gearmand has the job
@@ -181,21 +161,21 @@ TIMEOUT_CASE = [
 ]
 
 
-def test_a_job_held_past_its_timeout_agrees_with_gearmand(servers: Callable[..., Target]
+def test_a_job_held_past_its_timeout_agrees_with_gearmand(start_target: Callable[..., Target]
                                                           ) -> None:
     require_gearmand()
-    mine, oracle = play(servers("ref"), servers("gearmand"), TIMEOUT_CASE, "to1")
+    mine, oracle = play(start_target("ref"), start_target("gearmand"), TIMEOUT_CASE, "to1")
     assert mine == oracle
     assert oracle[5][0].events[0][:2] == ("packet", "JOB_ASSIGN")  # w1 has it now
     assert oracle[6][0].events[0][:2] == ("packet", "ERROR")  # w3's result refused
 
 
-def test_a_timeout_case_catches_timers_that_never_fire(servers: Callable[..., Target]
+def test_a_timeout_case_catches_timers_that_never_fire(start_target: Callable[..., Target]
                                                        ) -> None:
     require_gearmand()
     never_fire = mutant("server.py", "while (timer := self.timers.pop_due(now))",
                         "is not -> is")
-    mine, oracle = play(servers(MUTANT_SERVER, mutated=never_fire), servers("gearmand"),
+    mine, oracle = play(start_target(MUTANT_SERVER, mutant=never_fire), start_target("gearmand"),
                         TIMEOUT_CASE, "to2")
     assert mine[:5] == oracle[:5]
     assert mine[5] != oracle[5]  # the job is still w3's: w1 is told NO_JOB
@@ -248,11 +228,11 @@ def test_the_model_drops_a_job_at_its_last_retry_and_forwards_exceptions_to_all(
 
 
 def test_a_model_that_assumes_job_retries_fails_on_a_server_without_them(
-        servers: Callable[..., Target]) -> None:
+        start_target: Callable[..., Target]) -> None:
     """The model's -j is checked against the server: bound to a server started
     without -j, a machine that believes in -j 1 soon meets a requeued job it
     expected dropped."""
-    target = servers("ref")
+    target = start_target("ref")
     failures: list[str] = []
     machine = GearmanMachine.bound(target.address, options=("-j", "1"),
                                    on_failure=lambda s: failures.append(s.requirement))
@@ -263,7 +243,7 @@ def test_a_model_that_assumes_job_retries_fails_on_a_server_without_them(
     assert failures
 
 
-def test_model_rounds_with_options_agree_with_both_servers(servers: Callable[..., Target]
+def test_model_rounds_with_options_agree_with_both_servers(start_target: Callable[..., Target]
                                                             ) -> None:
     """Seed 3 draws -j 1, then -j 2, for rounds 2 and 3 of the model's table: each
     started on the server, with the model told; neither server differs from it."""
@@ -271,7 +251,7 @@ def test_model_rounds_with_options_agree_with_both_servers(servers: Callable[...
     assert [diff.round_options(r, 2 + r, MODEL_OPTIONS) for r in (2, 3)] == \
         [["-j", "1"], ["-j", "2"]]
     for spec in ("ref", "gearmand"):
-        target = servers(spec)
+        target = start_target(spec)
         run = Campaign("model", [spec], base_seed=3, batch=40, limit=120)
         run.run(model_test(run, target))
         assert run.failure is None, (spec, run.failure)
