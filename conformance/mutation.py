@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import hashlib
 import json
 import os
 import shlex
-import subprocess
+import signal
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,7 @@ from typing import Any
 import yaml
 from tabulate import tabulate
 
+from conformance.children import end_all, follow_parent, run_bounded
 from conformance.mutant_exec import VARIABLE
 from conformance.mutants import ROOT, Mutant, install, mutants_of
 from reference_server.usage import Parser, UsageError  # not the server: the mutants' modules
@@ -73,6 +75,7 @@ def child() -> None:
     """In the mutant's process: stdin holds the mutant (or null for the server as
     it is), the case globs and whether it is the client library that is mutated;
     the last line of stdout holds the verdict of every case that did not pass."""
+    follow_parent()
     order = json.loads(sys.stdin.read())
     if order.get("client"):
         # The library runs in its adapter's processes, one per case: the mutant
@@ -107,11 +110,9 @@ def play(mutant: Mutant | None, select: list[str], timeout: float,
     began = time.monotonic()
     order = json.dumps({"mutant": mutant.to_json() if mutant else None, "select": select,
                         "client": client})
-    try:
-        done = subprocess.run([sys.executable, "-c", CHILD], input=order, text=True,
-                              capture_output=True, timeout=timeout, cwd=ROOT,
-                              env={**os.environ, "PYTHONHASHSEED": "0"})
-    except subprocess.TimeoutExpired:
+    done = run_bounded([sys.executable, "-c", CHILD], input=order, timeout=timeout, cwd=ROOT,
+                       env={**os.environ, "PYTHONHASHSEED": "0"})
+    if done is None:
         return None, time.monotonic() - began
     lines = done.stdout.strip().splitlines()
     try:
@@ -162,11 +163,17 @@ def scores(outcomes: list[Outcome]) -> dict[str, dict[str, Any]]:
     return per
 
 
-def report(outcomes: list[Outcome], options: dict[str, Any]) -> dict[str, Any]:
-    sources = {m: (ROOT / m).read_text() for m in {o.mutant.module for o in outcomes}}
+def report(outcomes: list[Outcome], options: dict[str, Any],
+           unplayed: list[Mutant] | None = None) -> dict[str, Any]:
+    """The run's JSON; while it goes on (or once it was stopped), ``unplayed`` names
+    the mutants not played yet, which no score counts."""
+    modules = {o.mutant.module for o in outcomes} | {m.module for m in unplayed or []}
+    sources = {m: (ROOT / m).read_text() for m in modules}
     return {
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "options": options,
+        "sources": {m: hashlib.sha256(text.encode()).hexdigest() for m, text in sources.items()},
+        "unplayed": [m.id for m in unplayed or []],
         "modules": scores(outcomes),
         "survivors": [{"id": o.mutant.id, "diff": o.mutant.diff(sources[o.mutant.module])}
                       for o in outcomes if o.status == "survived"],
@@ -181,7 +188,36 @@ def report(outcomes: list[Outcome], options: dict[str, Any]) -> dict[str, Any]:
 
 def table(summary: dict[str, Any]) -> str:
     rows = [list(row.values()) for row in score_rows(summary["modules"])]
-    return tabulate(rows, headers=["module", *COUNTS, "score"])
+    text = tabulate(rows, headers=["module", *COUNTS, "score"])
+    if summary.get("unplayed"):
+        text += f"\n{len(summary['unplayed'])} mutants not played (no score counts them)"
+    return text
+
+
+def earlier_outcomes(path: Path, mutants: list[Mutant], options: dict[str, Any],
+                     known: dict[str, str]) -> dict[str, Outcome]:
+    """With --resume: the mutants an earlier run with the same cases played, judged
+    again against today's equivalents; none of a module whose source has changed."""
+    if not path.exists():
+        return {}
+    try:
+        earlier = json.loads(path.read_text())
+        same = all(earlier["options"].get(k) == options[k] for k in ("select", "catalog"))
+        sources, played = earlier["sources"], {e["id"]: e for e in earlier["mutants"]}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise UsageError(f"--resume: {path} is not a gearspec mutate --json file") from None
+    if not same:
+        raise UsageError(f"--resume: {path} played other cases (--select, --client)")
+    now = {m: hashlib.sha256((ROOT / m).read_bytes()).hexdigest()
+           for m in {m.module for m in mutants}}
+    outcomes = {}
+    for mutant in mutants:
+        entry = played.get(mutant.id)
+        if entry is None or sources.get(mutant.module) != now[mutant.module]:
+            continue
+        failing = None if entry["status"] == "timeout" else entry["killed_by"]
+        outcomes[mutant.id] = judge(mutant, failing, entry["seconds"], known)
+    return outcomes
 
 
 def chosen_mutants(modules: list[str], only: list[str],
@@ -216,6 +252,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         help="mutate gearspec's client library (default: "
                              "reference_server/client) and play the client catalog against "
                              "its adapter instead")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep what the --json file of an earlier run (stopped, say) "
+                             "played and play only the rest")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     return parser
 
@@ -227,6 +266,11 @@ def main(argv: list[str] | None = None, prog: str = "gearspec mutate") -> int:
             raise UsageError("--jobs and --timeout must be positive")
         default = CLIENT_MODULES if args.client else MODULES
         mutants = chosen_mutants(args.module, args.only, default)
+        known = equivalents(args.equivalent)
+        options = {"modules": args.module or list(default), "only": args.only,
+                   "select": args.select, "timeout": args.timeout,
+                   "catalog": "client" if args.client else "server"}
+        outcomes = earlier_outcomes(args.json, mutants, options, known) if args.resume else {}
     except (UsageError, ValueError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
@@ -242,22 +286,55 @@ def main(argv: list[str] | None = None, prog: str = "gearspec mutate") -> int:
         print(f"{prog}: error: the catalog {why} on the server as it is: a mutant's run "
               "would mean nothing", file=sys.stderr)
         return 2
-    known = equivalents(args.equivalent)
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        played = list(pool.map(lambda m: play(m, args.select, args.timeout, args.client),
-                               mutants))
+    if outcomes:
+        print(f"resumed: {len(outcomes)} of {len(mutants)} mutants played before")
     assert before is not None
-    outcomes = [judge(m, changed(v, before), s, known)
-                for m, (v, s) in zip(mutants, played, strict=True)]
-    summary = report(outcomes, {"modules": args.module or list(default), "only": args.only,
-                                "select": args.select, "timeout": args.timeout,
-                                "catalog": "client" if args.client else "server"})
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(summary, indent=1))
+    summary = _play_all(mutants, outcomes, before, known, args, options)
     print(table(summary))
     for survivor in summary["survivors"]:
         print(f"\nsurvived: {survivor['id']}\n{survivor['diff'].rstrip()}")
     for stale in summary["stale_equivalents"]:
         print(f"\nlisted as equivalent but killed by {stale['killed_by']}: {stale['id']}")
     print(f"\nresults: {args.json}")
+    if summary["unplayed"]:
+        print(f"stopped: {len(summary['unplayed'])} mutants not played; the same command "
+              "with --resume plays them", file=sys.stderr)
+        return 130
     return 1 if summary["survivors"] or summary["stale_equivalents"] else 0
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _play_all(mutants: list[Mutant], outcomes: dict[str, Outcome], before: dict[str, str],
+              known: dict[str, str], args: argparse.Namespace,
+              options: dict[str, Any]) -> dict[str, Any]:
+    """Play the mutants not in ``outcomes``, the JSON rewritten after each one (a run
+    stopped by Ctrl-C or SIGTERM keeps what it played, and ends every child run)."""
+    def save() -> dict[str, Any]:
+        summary = report([outcomes[m.id] for m in mutants if m.id in outcomes], options,
+                         [m for m in mutants if m.id not in outcomes])
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        partial = args.json.with_name(args.json.name + ".part")  # never read half-written
+        partial.write_text(json.dumps(summary, indent=1))
+        partial.replace(args.json)
+        return summary
+
+    todo = [m for m in mutants if m.id not in outcomes]
+    previous = signal.signal(signal.SIGTERM, _interrupted)
+    pool = ThreadPoolExecutor(max_workers=args.jobs)
+    try:
+        runs = {pool.submit(play, m, args.select, args.timeout, args.client): m for m in todo}
+        for run in as_completed(runs):
+            mutant = runs[run]
+            verdicts, seconds = run.result()
+            outcomes[mutant.id] = judge(mutant, changed(verdicts, before), seconds, known)
+            save()
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        end_all()
+    finally:
+        pool.shutdown(wait=True)
+        signal.signal(signal.SIGTERM, previous)
+    return save()

@@ -27,7 +27,6 @@ import random
 import re
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +36,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from conformance.children import end_all, run_bounded
 from conformance.mutant_exec import VARIABLE
 from conformance.mutants import ROOT, Mutant, mutants_of
 from fuzz.cli import budget as parse_budget
@@ -74,10 +74,8 @@ def hunt(fuzzer: str, mutant: Mutant | None, budget: float, seed: int) -> Hunt:
     with tempfile.TemporaryDirectory(prefix="gearspec-power-") as saved:
         command = [sys.executable, "-m", "gearspec", "fuzz", fuzzer, *targets,
                    "--budget", f"{budget:g}s", "--seed", str(seed), "--save", saved]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env,
-                                  timeout=budget * 4 + 120)
-        except subprocess.TimeoutExpired:
+        done = run_bounded(command, cwd=ROOT, env=env, timeout=budget * 4 + 120)
+        if done is None:
             return Hunt(fuzzer, False, budget * 4 + 120, "the campaign did not end")
     lines = [line for line in done.stdout.splitlines() if " against " in line]
     if done.returncode not in (0, 1) or not lines:
@@ -167,7 +165,14 @@ def main(argv: list[str] | None = None, prog: str = "gearspec mutate --fuzz") ->
                 return 2
         pairs = [(m, f) for m in mutants for f in fuzzers]
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            hunts = list(pool.map(lambda p: hunt(p[1], p[0], args.budget, args.seed), pairs))
+            try:
+                hunts = list(pool.map(lambda p: hunt(p[1], p[0], args.budget, args.seed),
+                                      pairs))
+            except KeyboardInterrupt:
+                pool.shutdown(wait=False, cancel_futures=True)
+                end_all()  # every campaign, with its servers
+                print(f"{prog}: stopped", file=sys.stderr)
+                return 130
     except RuntimeError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2

@@ -194,6 +194,8 @@ def _usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from conformance.children import follow_parent
+    follow_parent()  # a run of gearspec mutate's: it ends when the mutate run does
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage(), end="")

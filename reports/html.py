@@ -48,7 +48,8 @@ def mutation_view(mutation: dict[str, Any]) -> dict[str, Any]:
     if not mutation.get("modules"):
         return {}
     return {"rows": score_rows(mutation["modules"]), "survivors": mutation.get("survivors", []),
-            "equivalent": mutation.get("equivalent", [])}
+            "equivalent": mutation.get("equivalent", []),
+            "unplayed": len(mutation.get("unplayed", []))}
 
 
 def render(run: RunResult, out: Path, bench: dict[str, Any] | None = None) -> Path:

@@ -13,12 +13,15 @@ catalog in a process of its own (``conformance/mutants.py``, ``conformance/mutat
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from html import escape as html_escape
 from pathlib import Path
 
 import jsonschema
+import psutil
 import yaml
 
 from conformance.mutants import ROOT, mutants_of
@@ -144,3 +147,45 @@ def test_the_client_library_is_mutated_in_its_adapters_processes(tmp_path: Path)
     assert mutant["status"] == "killed", done.stdout + done.stderr
     assert mutant["killed_by"][0].startswith("library/client-echo/")
     assert summary["options"]["catalog"] == "client" and done.returncode == 0
+
+
+def test_a_stopped_run_keeps_what_it_played_and_resume_plays_the_rest(tmp_path: Path) -> None:
+    """SIGTERM (or Ctrl-C) midway: the JSON holds the mutants played and names the
+    rest, no run of the stopped command lives on, and --resume plays only the rest."""
+    out = tmp_path / "mutation.json"
+    ids = [m.id for m in mutants_of(ROOT / PRIORITY)][:4]
+    args = ["--module", PRIORITY, *(a for i in ids for a in ("--only", i)),
+            "--select", "submit/priority/*", "--jobs", "1", "--json", str(out)]
+    process = subprocess.Popen([sys.executable, "-m", "gearspec", "mutate", *args], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240  # only against hanging
+    while not (out.exists() and json.loads(out.read_text())["mutants"]):
+        assert time.monotonic() < deadline and process.poll() is None, process.stderr
+        time.sleep(0.05)
+    runs = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "not played; the same command with --resume plays them" in stderr
+    summary = json.loads(out.read_text())
+    played = {m["id"] for m in summary["mutants"]}
+    assert played and set(summary["unplayed"]) == set(ids) - played
+    assert sum(summary["modules"][PRIORITY][k] for k in ("killed", "survived")) == len(played)
+    _, alive = psutil.wait_procs(runs, timeout=30)
+    assert not alive, f"still running after the stop: {alive}"
+    report = tmp_path / "report"
+    subprocess.run([sys.executable, "-m", "gearspec", "run", "--target", "inproc", "--select",
+                    "client/echo/*", "--mutation", str(out), "--json", str(tmp_path / "r.json"),
+                    "--report", str(report)], capture_output=True, timeout=120, cwd=ROOT,
+                   check=True)
+    assert f"<b>{len(summary['unplayed'])} mutants not played</b>" in \
+        (report / "index.html").read_text()
+    resumed = mutate(*args, "--resume")
+    assert f"resumed: {len(played)} of 4 mutants played before" in resumed.stdout
+    final = json.loads(out.read_text())
+    assert final["unplayed"] == [] and {m["id"] for m in final["mutants"]} == set(ids)
+    assert final["modules"][PRIORITY]["mutants"] == 4
+    # Another --select is another measurement: resuming it is refused in one line.
+    other = mutate(*args[:-4], "--select", "client/echo/*", "--json", str(out), "--resume")
+    assert other.returncode == 2 and other.stderr.count("\n") == 1
+    assert "played other cases" in other.stderr
