@@ -10,7 +10,8 @@ catalog catches.
 Each mutant (``conformance/mutants.py``) is played in a process of its own: the
 import hook puts it in place of its module, then the catalog runs against the
 ``inproc`` target. A case whose verdict differs from the server as it is kills
-the mutant (a MAY case's INFO counts as much as a MUST case's FAIL); a run that
+the mutant (a MAY case's INFO counts as much as a MUST case's FAIL), and its run
+stops after the tenth of the cases where that happened; a run that
 outlives ``--timeout`` counts as killed too (a hang is what a real run would
 report as an ERROR). A mutant the catalog cannot kill is a survivor, reported
 with its diff, unless ``conformance/equivalent-mutants.yaml`` lists it as
@@ -60,6 +61,7 @@ EQUIVALENT = Path(__file__).resolve().parent / "equivalent-mutants.yaml"
 DEFAULT_JSON = Path("reports/latest/mutation.json")
 #: What a mutant's process runs: read the mutant, play the catalog, print the verdict.
 CHILD = "from conformance.mutation import child; child()"
+BATCHES = 10  # a mutant's run plays the cases in tenths, and stops at its first kill
 
 
 @dataclass
@@ -96,40 +98,69 @@ def child() -> None:
 
     catalog = load_catalog()
     chosen = select([s for s in catalog if s.mode == mode], order["select"], [])
-    result = asyncio.run(run(chosen, [(target, [])], RunOptions(jobs=1),
-                             catalog_ids={s.id for s in catalog}))
-    # Every verdict but PASS: a MAY case's INFO or a SHOULD's NON-STRICT changes too.
-    print(json.dumps({"verdicts": {r.scenario: r.verdict.value for r in result.results
-                                   if r.verdict.value != "PASS"}}))
+    before: dict[str, str] = order.get("before") or {}
+    # In tenths, so that a mutant's run stops after the tenth where a verdict first
+    # changes: a killed mutant is known as killed there (the server as it is, and a
+    # mutant nothing kills, play every case).
+    size = max(1, -(-len(chosen) // BATCHES))
+    verdicts: dict[str, str] = {}
+    played: list[str] = []
+    for start in range(0, len(chosen), size):
+        batch = chosen[start:start + size]
+        result = asyncio.run(run(batch, [(target, [])], RunOptions(jobs=1),
+                                 catalog_ids={s.id for s in catalog}))
+        got = {r.scenario: r.verdict.value for r in result.results}
+        played += [s.id for s in batch]
+        # Every verdict but PASS: a MAY case's INFO or a SHOULD's NON-STRICT changes too.
+        verdicts.update({case: verdict for case, verdict in got.items() if verdict != "PASS"})
+        if order["mutant"] is not None and any(
+                verdict != before.get(case, "PASS") for case, verdict in got.items()):
+            break
+    print(json.dumps({"verdicts": verdicts, "played": played}))
 
 
-def play(mutant: Mutant | None, select: list[str], timeout: float,
-         client: bool = False) -> tuple[dict[str, str] | None, float]:
-    """The verdict of every case that does not pass with this mutant in place (None:
-    the run outlived the timeout), and how long it took."""
+@dataclass
+class Played:
+    """What a mutant's run (or the server's as it is) played: the verdict of every
+    case that did not pass, the cases played (None: the run outlived its timeout),
+    and how long it took."""
+
+    verdicts: dict[str, str]
+    cases: list[str] | None
+    seconds: float
+
+
+def play(mutant: Mutant | None, select: list[str], timeout: float, client: bool = False,
+         before: dict[str, str] | None = None) -> Played:
+    """One run of the catalog with ``mutant`` in place; it stops once a case's
+    verdict differs from ``before`` (the server as it is)."""
     began = time.monotonic()
     order = json.dumps({"mutant": mutant.to_json() if mutant else None, "select": select,
-                        "client": client})
+                        "client": client, "before": before or {}})
     done = run_bounded([sys.executable, "-c", CHILD], input=order, timeout=timeout, cwd=ROOT,
                        env={**os.environ, "PYTHONHASHSEED": "0"})
     if done is None:
-        return None, time.monotonic() - began
+        return Played({}, None, time.monotonic() - began)
     lines = done.stdout.strip().splitlines()
     try:
-        verdicts = dict(json.loads(lines[-1])["verdicts"])
+        last = json.loads(lines[-1])
+        verdicts, cases = dict(last["verdicts"]), list(last["played"])
     except (IndexError, ValueError, KeyError):
         # The run itself broke (the mutant broke an import, say): as a real run
         # would, that is a failure, and its last words say which.
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        verdicts = {f"(the run failed: {tail[:200]})": "ERROR"}
-    return verdicts, time.monotonic() - began
+        failed = f"(the run failed: {tail[:200]})"
+        verdicts, cases = {failed: "ERROR"}, [failed]
+    return Played(verdicts, cases, time.monotonic() - began)
 
 
-def changed(verdicts: dict[str, str] | None, before: dict[str, str]) -> list[str] | None:
-    """The cases whose verdict the mutant changed (a kill), from the server as it is."""
-    if verdicts is None:
+def changed(played: Played, before: dict[str, str]) -> list[str] | None:
+    """The cases whose verdict the mutant changed (a kill), from the server as it is,
+    among those its run played (None: it outlived its timeout)."""
+    if played.cases is None:
         return None
-    return sorted(case for case in {*verdicts, *before} if verdicts.get(case) != before.get(case))
+    return sorted(case for case in played.cases
+                  if played.verdicts.get(case, "PASS") != before.get(case, "PASS"))
 
 
 def equivalents(path: Path = EQUIVALENT) -> dict[str, str]:
@@ -277,7 +308,8 @@ def main(argv: list[str] | None = None, prog: str = "gearspec mutate") -> int:
     if args.list:
         print("\n".join(m.id for m in mutants))
         return 0
-    before, _ = play(None, args.select, args.timeout, args.client)
+    unmutated = play(None, args.select, args.timeout, args.client)
+    before = unmutated.verdicts if unmutated.cases is not None else None
     failing = None if before is None else \
         sorted(case for case, verdict in before.items() if verdict in ("FAIL", "ERROR"))
     if failing is None or failing:
@@ -325,11 +357,11 @@ def _play_all(mutants: list[Mutant], outcomes: dict[str, Outcome], before: dict[
     previous = signal.signal(signal.SIGTERM, _interrupted)
     pool = ThreadPoolExecutor(max_workers=args.jobs)
     try:
-        runs = {pool.submit(play, m, args.select, args.timeout, args.client): m for m in todo}
+        runs = {pool.submit(play, m, args.select, args.timeout, args.client, before): m
+                for m in todo}
         for run in as_completed(runs):
-            mutant = runs[run]
-            verdicts, seconds = run.result()
-            outcomes[mutant.id] = judge(mutant, changed(verdicts, before), seconds, known)
+            mutant, played = runs[run], run.result()
+            outcomes[mutant.id] = judge(mutant, changed(played, before), played.seconds, known)
             save()
     except KeyboardInterrupt:
         pool.shutdown(wait=False, cancel_futures=True)

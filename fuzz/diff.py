@@ -79,6 +79,9 @@ class Send:
 
 functions = st.sampled_from(["$fa", "$fb"])
 uniques = st.sampled_from(["", "$u1", "$u2", "-"])
+#: Submits' uniques: now and then one past the 64-byte limit, refused by both
+#: (ERROR ARGUMENT_TOO_LARGE; one of exactly 64 is DEVIATION "64-byte uniques").
+submit_uniques = st.sampled_from(["", "$u1", "$u2", "-"] * 2 + ["u" * 65])
 data = st.sampled_from(["", "x", "y", "a\0b"])
 handles = st.sampled_from(["$h1", "$h2", "$h3", "H:nosuch:1"])
 #: WORK_STATUS numbers as C's atoi reads them: a sign, leading blanks, trailing junk.
@@ -94,7 +97,7 @@ client_sends = st.one_of(
               st.sampled_from(["c1", "c2"]),
               st.sampled_from([T.SUBMIT_JOB, T.SUBMIT_JOB_HIGH, T.SUBMIT_JOB_LOW,
                                T.SUBMIT_JOB_BG, T.SUBMIT_JOB_HIGH_BG, T.SUBMIT_JOB_LOW_BG]),
-              functions, uniques, data),
+              functions, submit_uniques, data),
     # Epochs now or past only: a future one is DEVIATION "Future epoch jobs block lower
     # priorities", an overflowing one "Internal errors close the connection".
     st.builds(lambda c, f, u, e, d: _packet(c, T.SUBMIT_JOB_EPOCH, function=f, unique=u,
@@ -236,6 +239,27 @@ def life(number: int) -> st.SearchStrategy[list[Send]]:
         st.lists(_progress(w, handle), max_size=4), _ending(w, handle)))
 
 
+def asleep(workers: list[str]) -> st.SearchStrategy[list[Send]]:
+    """Workers asleep on one function, then background submits that wake them:
+    gearmand wakes the function's sleepers in turn round a ring kept in order of
+    registration (-w N: N of them per job), so which worker each NOOP reaches tells
+    the ring's order and its cursor (which only a third worker's registration
+    moves past the ring's start).  Then, maybe, one worker grabs, sleeps again, and
+    one more submit wakes someone."""
+    def one(order: list[str], sleeps: list[str], function: str, payloads: list[str],
+            again: str) -> list[Send]:
+        submit = [_packet("c1", T.SUBMIT_JOB_BG, function=function, unique="", data=d)
+                  for d in payloads]
+        return [*(_packet(w, T.CAN_DO, function=function) for w in order),
+                *(_packet(w, T.PRE_SLEEP) for w in sleeps), *submit,
+                *([_packet(again, T.GRAB_JOB), _packet(again, T.PRE_SLEEP), submit[0]]
+                  if again else [])]
+
+    return st.builds(one, st.permutations(workers), st.permutations(workers), functions,
+                     st.lists(st.sampled_from(["x", "y"]), min_size=1, max_size=3),
+                     st.sampled_from(["", *workers]))
+
+
 #: gearmand 1.1.20 raises a CAN_DO_TIMEOUT under 1000 ms to 1000 ms.  The pause ends
 #: when the server has taken the job back (about a second), or after PAUSE seconds
 #: (a server whose timers never fire); a reproducer sleeps PAUSE.
@@ -320,15 +344,18 @@ def round_options(round_number: int, seed: int,
 
 def conversations(http: bool = False, persistent: bool = False) -> st.SearchStrategy[list[Send]]:
     """Up to two lives, one case in fifty a job held past its timeout (each costs a
-    pause of about a second), then up to 14 sends of any kind (HTTP requests too, where both
-    servers run the HTTP module); with a persistent queue, three cases in five restart
-    the servers in the middle."""
+    pause of about a second), one in four sleepers woken, then up to 14 sends of any
+    kind (HTTP requests too, where both servers run the HTTP module); with a persistent
+    queue, three cases in five restart the servers in the middle."""
     kinds = [client_sends, worker_sends, worker_sends, admin_sends, admin_sends, raw_sends,
              *([http_sends, http_sends] if http else [])]
 
-    def opening(lives: int, held: bool) -> st.SearchStrategy[list[Send]]:
+    def opening(lives: int, held: bool, sleepers: bool) -> st.SearchStrategy[list[Send]]:
         parts = [life(i + 1) for i in range(lives)]
         parts += [held_past_timeout(lives + 1)] if held else []
+        # Its jobs' handles come after the rest; w3 only where no job is held past
+        # its timeout (w3's, which no other send may touch).
+        parts += [asleep(["w1", "w2"] if held else ["w1", "w2", "w3"])] if sleepers else []
         return st.tuples(*parts).map(lambda done: [send for sends in done for send in sends])
 
     def restarted(sends: list[Send], where: int | None) -> list[Send]:
@@ -338,7 +365,8 @@ def conversations(http: bool = False, persistent: bool = False) -> st.SearchStra
 
     return st.builds(
         lambda first, rest, where: restarted(first + rest, where),
-        st.tuples(st.integers(0, 2), st.sampled_from([False] * 49 + [True]))
+        st.tuples(st.integers(0, 2), st.sampled_from([False] * 49 + [True]),
+                  st.sampled_from([False, False, False, True]))
         .flatmap(lambda choice: opening(*choice)),
         st.lists(st.one_of(*kinds), max_size=14),
         st.sampled_from([None, None, 3, 6, 10]) if persistent else st.none(),

@@ -254,6 +254,24 @@ class TestBaselines:
         path.write_text("target: t\ncases:\n  a/b/c: \"\"\n")
         with pytest.raises(ScenarioError, match=rf"{path}:3: a/b/c: each entry needs a reason"):
             load_baseline(path)
+        path.write_text("target: t\ncases:\n  a/b/c: known\n  d/e/f: {flaky: yes, reason: r}\n")
+        with pytest.raises(ScenarioError, match=rf"{path}:4: d/e/f: an entry is a reason, or "):
+            load_baseline(path)
+
+    def test_an_intermittent_entry_expects_the_deviation_and_a_pass(self, tmp_path: Path
+                                                                   ) -> None:
+        path = tmp_path / "t.yaml"
+        path.write_text("target: t\ncases:\n  a/b/c:\n    intermittent: true\n"
+                        "    reason: a race in the library\n  d/e/f: always\n")
+        baseline = load_baseline(path)
+        assert baseline.cases == {"a/b/c": "a race in the library", "d/e/f": "always"}
+        for verdict in (Verdict.FAIL, Verdict.PASS):
+            result = CaseResult("a/b/c", "t", verdict)
+            judge(result, baseline, strict=False)
+            assert result.expected and result.baseline == "a race in the library"
+        steady = CaseResult("d/e/f", "t", Verdict.PASS)
+        judge(steady, baseline, strict=False)
+        assert not steady.expected  # only the intermittent one may pass
 
     def test_shipped_baselines_name_real_cases(self) -> None:
         from conformance.interop import TESTS  # interop-CLIENT@SERVER.yaml: its tests

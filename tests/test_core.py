@@ -463,6 +463,14 @@ class TestQueueInterface:
         sim.server.commit()
         assert len(queue.rows) == 1
 
+    def test_a_unique_that_begins_like_a_generated_one_is_kept(self) -> None:
+        sim, queue = durable_sim()
+        mine = EMPTY_UNIQUE_MARKER + b"mine"
+        sim.submit("c", unique=mine, data=b"1", kind=T.SUBMIT_JOB_BG)
+        restarted = JobServer(sim.server.options, queue=queue)
+        assert restarted.replay(queue.replay()) == 1
+        assert [j.unique for j in restarted.jobs.values()] == [mine]
+
     def test_store_failure_is_queue_error_and_no_job(self) -> None:
         class Refusing(BuiltinQueue):
             def add(self, job: StoredJob) -> None:

@@ -259,3 +259,29 @@ def test_model_rounds_with_options_agree_with_both_servers(start_target: Callabl
         # one's options on the server.
         assert run.rounds >= 2, run.rounds
         assert target.options == diff.round_options(run.rounds, 2 + run.rounds, MODEL_OPTIONS)
+
+
+# ------------------------------------------------------------------ wake-ups
+
+#: Three workers asleep on one function, two background submits: with -w 1 each
+#: wakes the next sleeper round the ring, in order of registration.
+SLEEPERS_CASE = [
+    *(packet(w, T.CAN_DO, function="$fa") for w in ("w1", "w2", "w3")),
+    *(packet(w, T.PRE_SLEEP) for w in ("w1", "w2", "w3")),
+    *(packet("c1", T.SUBMIT_JOB_BG, function="$fa", unique="", data=d) for d in "xy"),
+]
+
+
+def test_a_sleepers_case_agrees_with_gearmand_and_catches_a_ring_cursor_off_by_two(
+        start_target: Callable[..., Target]) -> None:
+    require_gearmand()
+    mine, oracle = play(start_target("ref", "-w", "1"), start_target("gearmand", "-w", "1"),
+                        SLEEPERS_CASE, "wk1")
+    assert mine == oracle
+    woken = [n for n, seen in enumerate(oracle[6:], 6) if any(
+        event[:2] == ("packet", "NOOP") for record in seen for event in record.events)]
+    assert woken, oracle[6:]  # the submits woke someone
+    backwards = mutant("jobs.py", "function.wake_cursor = cursor + 1", "+ -> -")
+    moved, oracle = play(start_target(MUTANT_SERVER, "-w", "1", mutant=backwards),
+                         start_target("gearmand", "-w", "1"), SLEEPERS_CASE, "wk2")
+    assert moved != oracle

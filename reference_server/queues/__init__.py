@@ -19,6 +19,7 @@ A queue with ``durable = False`` (``builtin``) skips all of this.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -93,9 +94,14 @@ def storage_key(unique: bytes) -> bytes:
     return unique or EMPTY_UNIQUE_MARKER + uuid.uuid4().hex.encode()
 
 
+_GENERATED = re.compile(re.escape(EMPTY_UNIQUE_MARKER) + rb"[0-9a-f]{32}")
+
+
 def stored_unique(key: bytes) -> bytes:
-    """The job's own unique, from the key it was stored under."""
-    return b"" if key.startswith(EMPTY_UNIQUE_MARKER) else key
+    """The job's own unique, from the key it was stored under: only a key of exactly
+    the generated form stands for an empty one (a client's own unique that begins
+    with the marker is given back as it was)."""
+    return b"" if _GENERATED.fullmatch(key) else key
 
 
 Op = tuple[str, Any]  # ("add", StoredJob) or ("done", (unique, function))
