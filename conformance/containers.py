@@ -44,7 +44,6 @@ from typing import Any
 
 from conformance import capabilities
 from conformance.targets import (
-    PLAINTEXT,
     READY_TIMEOUT,
     Target,
     TargetError,
@@ -182,43 +181,31 @@ class DockerTarget(Target):
         fill = {"{host}": inside_host, "{port}": str(port), "{workdir}": str(self.workdir)}
         return [*fill_in(self.template, fill), *self.filled_options(fill)]
 
-    def _launch(self, port: int, *, moving: bool = True) -> None:
-        """As ProcessTarget._launch: a failed start tries another port unless the
-        server must come back where it was."""
+    def _spawn(self) -> None:
         assert self.workdir is not None
-        failure: Exception | None = None
-        for attempt in range(3):
-            if attempt and moving:  # a free port can be taken between probe and bind
-                release_port(port)
-                port = free_port(self.host)
-            self.port = port
-            run: dict[str, Any] = {
-                "command": self._command(self.port), "detach": True,
-                "labels": {OWNER_LABEL: str(os.getpid())},
-                "volumes": {str(path): {"bind": str(path), "mode": "rw"}
-                            for path in {self.workdir, *self.mounts}},
-            }
-            if self.network_mode == "host":
-                run["network_mode"] = "host"
-            else:
-                run["ports"] = {f"{port}/tcp": (self.host, port) for port in
-                                (self.port, self.http_port) if port is not None}
-            try:
-                self.container = self.engine.containers.run(self.image, **run)
-            except Exception as error:
-                raise TargetError(f"{self.name}: cannot start a container: {error}") from None
-            _live.add(self.container)
-            try:
-                wait_ready(self.host, self.port, time.monotonic() + READY_TIMEOUT,
-                           probe=self._probe_alive)
-                return
-            except TargetError as error:
-                failure = error
-                if self.alive() and self.answers_plaintext():
-                    self._remove()
-                    raise TargetError(f"{self.name}: {PLAINTEXT}") from None
-                self._remove()
-        raise TargetError(f"{self.name}: {failure}; log: {self.log_text()[-500:]!r}")
+        run: dict[str, Any] = {
+            "command": self._command(self.port), "detach": True,
+            "labels": {OWNER_LABEL: str(os.getpid())},
+            "volumes": {str(path): {"bind": str(path), "mode": "rw"}
+                        for path in {self.workdir, *self.mounts}},
+        }
+        if self.network_mode == "host":
+            run["network_mode"] = "host"
+        else:
+            run["ports"] = {f"{port}/tcp": (self.host, port) for port in
+                            (self.port, self.http_port) if port is not None}
+        try:
+            self.container = self.engine.containers.run(self.image, **run)
+        except Exception as error:
+            raise TargetError(f"{self.name}: cannot start a container: {error}") from None
+        _live.add(self.container)
+
+    def _wait_ready(self) -> None:
+        wait_ready(self.host, self.port, time.monotonic() + READY_TIMEOUT,
+                   probe=self._probe_alive)
+
+    def _discard(self) -> None:
+        self._remove()
 
     def _probe_alive(self, host: str, port: int) -> bool:
         if not self.alive():

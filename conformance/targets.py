@@ -150,6 +150,38 @@ class Target:
     def kill(self) -> None:
         raise TargetError(f"{self.name} cannot be killed")
 
+    # A server this harness starts (a process, a container) gives the three steps of
+    # a start; ``_launch`` tries them up to three times.
+    def _spawn(self) -> None:
+        raise TargetError(f"{self.name} is not started by gearspec")
+
+    def _wait_ready(self) -> None:
+        raise NotImplementedError
+
+    def _discard(self) -> None:
+        raise NotImplementedError
+
+    def _launch(self, port: int, *, moving: bool = True) -> None:
+        """Start the server on ``port``; a start that fails tries again, on another
+        free port unless the server must come back where it was (a restart)."""
+        failure: TargetError | None = None
+        for attempt in range(3):
+            if attempt and moving:  # a free port can be taken between probe and bind
+                release_port(port)
+                port = free_port(self.host)
+            self.port = port
+            self._spawn()
+            try:
+                self._wait_ready()
+                return
+            except TargetError as error:
+                failure = error
+                plaintext = self.alive() and self.answers_plaintext()
+                self._discard()
+                if plaintext:
+                    raise TargetError(f"{self.name}: {PLAINTEXT}") from None
+        raise TargetError(f"{self.name}: {failure}; log: {self.log_text()[-500:]!r}")
+
     def log_text(self) -> str:
         return ""
 
@@ -215,33 +247,22 @@ class ProcessTarget(Target):
             self.stop()  # the services it started, and the workdir
             raise
 
-    def _launch(self, port: int, *, moving: bool = True) -> None:
-        """Start the server on ``port``; a start that fails tries again, on another
-        free port unless the server must come back where it was (a restart)."""
+    def _spawn(self) -> None:
         assert self.workdir is not None
-        for attempt in range(3):
-            if attempt and moving:  # a free port can be taken between probe and bind
-                release_port(port)
-                port = free_port(self.host)
-            self.port = port
-            with open(self.workdir / "stdio.log", "ab") as stdio:
-                try:
-                    self.process = subprocess.Popen(
-                        self.command(self.port, self.workdir), stdin=subprocess.DEVNULL,
-                        stdout=stdio, stderr=subprocess.STDOUT, start_new_session=True)
-                except OSError as error:
-                    raise TargetError(f"{self.name}: cannot start: {error}") from None
+        with open(self.workdir / "stdio.log", "ab") as stdio:
             try:
-                wait_ready(self.host, self.port, time.monotonic() + READY_TIMEOUT, self.process,
-                           self.probe)
-                return
-            except TargetError as error:
-                failure = error
-                if self.process.poll() is None and self.answers_plaintext():
-                    self._kill()
-                    raise TargetError(f"{self.name}: {PLAINTEXT}") from None
-                self._kill()
-        raise TargetError(f"{self.name}: {failure}; log: {self.log_text()[-500:]!r}")
+                self.process = subprocess.Popen(
+                    self.command(self.port, self.workdir), stdin=subprocess.DEVNULL,
+                    stdout=stdio, stderr=subprocess.STDOUT, start_new_session=True)
+            except OSError as error:
+                raise TargetError(f"{self.name}: cannot start: {error}") from None
+
+    def _wait_ready(self) -> None:
+        wait_ready(self.host, self.port, time.monotonic() + READY_TIMEOUT, self.process,
+                   self.probe)
+
+    def _discard(self) -> None:
+        self._kill()
 
     def _kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
