@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 from hypothesis import strategies as st
 
+from conformance.verbs.http import HTTPResponse, split_response
+
 BACKGROUND = "X-Gearman-Background: true"
 
 
@@ -71,11 +73,14 @@ async def exchange(address: tuple[str, int], request: bytes, show: Callable[[byt
         writer.close()
     if not answer:
         return ("http", "closed unanswered")
-    head, _, body = answer.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
+    response = split_response(answer)
+    if response is None:  # no blank line: what came is a head cut short, and no body
+        first, *rest = answer.split(b"\r\n")
+        response = HTTPResponse(status_line=first, header_lines=rest, after_head=b"")
     headers = sorted(re.sub(rb"^Server: Gearman/.*", b"Server: Gearman/<version>", line)
-                     for line in lines[1:])
-    return ("http", show(lines[0]), *(show(h) for h in headers), f"body={show(body)}")
+                     for line in response.header_lines)
+    return ("http", show(response.status_line), *(show(h) for h in headers),
+            f"body={show(response.after_head)}")
 
 
 #: What a reproducer with HTTP requests starts its servers with.

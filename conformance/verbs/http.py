@@ -169,13 +169,40 @@ def _write_response(step: ExpectHTTP) -> Form:
     return Form(response)
 
 
+@dataclass(frozen=True, kw_only=True)
+class HTTPResponse:
+    """An HTTP response as read off a connection: the status line, the header
+    lines, and what follows the blank line (the body, and whatever came after it)."""
+
+    status_line: bytes
+    header_lines: list[bytes]
+    after_head: bytes
+
+    @property
+    def headers(self) -> dict[bytes, bytes]:
+        """Header values by lower-cased name."""
+        return {k.strip().lower(): v.strip() for k, _, v in
+                (line.partition(b":") for line in self.header_lines)}
+
+
+def split_response(data: bytes) -> HTTPResponse | None:
+    """The response in ``data``; None while its head (up to the blank line) is not
+    all there."""
+    head_end = data.find(b"\r\n\r\n")
+    if head_end < 0:
+        return None
+    lines = data[:head_end].split(b"\r\n")
+    return HTTPResponse(status_line=lines[0], header_lines=lines[1:],
+                        after_head=data[head_end + 4:])
+
+
 def expect_http(step: ExpectHTTP, events: Sequence[Event], scope: Scope) -> Result:
     """The response is complete, says what the step wants, and the connection closes."""
     data = b"".join(e.data for e in events if isinstance(e, Data))
     closed = any(isinstance(e, Closed) for e in events)
     timed_out = next((e for e in events if isinstance(e, TimedOut)), None)
-    head_end = data.find(b"\r\n\r\n")
-    if head_end < 0:
+    response = split_response(data)
+    if response is None:
         if timed_out is not None:
             return Unmet("an HTTP response", "nothing complete",
                          text=f"no HTTP response within {timed_out.waited:.1f} s")
@@ -184,22 +211,19 @@ def expect_http(step: ExpectHTTP, events: Sequence[Event], scope: Scope) -> Resu
                          text="the connection closed without an HTTP response"
                               + (f": {show(data)}" if data else ""))
         return PENDING
-    lines = data[:head_end].split(b"\r\n")
-    status = lines[0].split(b" ")
-    headers = {k.strip().lower(): v.strip() for k, _, v in
-               (line.partition(b":") for line in lines[1:])}
+    status, headers = response.status_line.split(b" "), response.headers
     declared = headers.get(b"content-length", b"0") or b"0"
     if not declared.isdigit():
         return Unmet("a Content-Length", show(declared),
                      text=f"HTTP Content-Length is not a number: {show(declared)}")
-    end = head_end + 4 + int(declared)
-    if len(data) < end:
+    body, extra = response.after_head[:int(declared)], response.after_head[int(declared):]
+    if len(body) < int(declared):
         if closed or timed_out is not None:
-            return Unmet(f"{declared.decode()} bytes of body", f"{len(data) - head_end - 4}",
+            return Unmet(f"{declared.decode()} bytes of body", f"{len(body)}",
                          text=f"the body was shorter than its Content-Length {int(declared)}")
         return PENDING
     if len(status) < 2 or status[1] != str(step.status).encode():
-        return Unmet(str(step.status), show(lines[0]), "HTTP status")
+        return Unmet(str(step.status), show(response.status_line), "HTTP status")
     try:
         for name, matcher in step.headers.items():
             value = headers.get(name.lower().encode())
@@ -207,13 +231,12 @@ def expect_http(step: ExpectHTTP, events: Sequence[Event], scope: Scope) -> Resu
                 return Unmet(f"a header {name}", "none", text=f"HTTP header {name}: missing")
             scope = scope.with_variables(scope.check(matcher, value, f"HTTP header {name}"))
         if step.body is not None:
-            scope = scope.with_variables(scope.check(step.body, data[head_end + 4:end],
-                                                     "HTTP body"))
+            scope = scope.with_variables(scope.check(step.body, body, "HTTP body"))
     except Mismatch as mismatch:
         return mismatch.unmet
-    if len(data) > end:
-        return Unmet("the close", show(data[end:]),
-                     text=f"more bytes after the response: {show(data[end:])}")
+    if extra:
+        return Unmet("the close", show(extra),
+                     text=f"more bytes after the response: {show(extra)}")
     if not closed:
         if timed_out is not None:
             return Unmet("the close", "the connection still open",
