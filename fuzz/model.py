@@ -297,8 +297,11 @@ class GearmanMachine(RuleBasedStateMachine):
             gone = [r for r in regs if r.function == function]
             kept = [r for r in regs if r.function != function]
         self.expect(worker, [], "withdraw")
+        # gearmand puts the jobs back while the worker still offers the function, so
+        # a worker asleep with one of them is woken by it (worker.cc worker_free).
+        dropped = self.model.requeue(gone)
         self.model.registrations[worker] = kept
-        self._told_dropped(self.model.requeue(gone))
+        self._told_dropped(dropped)
 
     @rule(target=held, worker=st.sampled_from(WORKERS))
     def grab(self, worker: str) -> Any:

@@ -295,14 +295,18 @@ class JobStore:
 
     def remove_registrations(self, conn: Connection, registrations: list[Registration]) -> None:
         for registration in registrations:
+            # gearmand worker.cc gearman_server_worker_free puts the jobs back first
+            # (newest first) and only then takes the registration out of the ring: a
+            # worker that sleeps holding a job and sends CANT_DO is woken by its own
+            # job (a closing connection is no sleeper any more: Server.disconnect).
+            for job in reversed(registration.jobs[:]):
+                self.requeue(job)
             conn.registrations.remove(registration)
             ring = registration.function.workers
             index = ring.index(registration)
             ring.pop(index)
             if index < registration.function.wake_cursor:
                 registration.function.wake_cursor -= 1
-            for job in reversed(registration.jobs[:]):  # newest first, as gearmand frees them
-                self.requeue(job)
 
     # ------------------------------------------------------------------
     # Admin

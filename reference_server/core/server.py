@@ -138,6 +138,9 @@ class JobServer:
         if conn is None:
             return
         conn.closed = True
+        # Its jobs go back to the queue and wake the function's sleepers, this one
+        # not among them: with -w 1 gearmand wakes another (probed on 1.1.20).
+        conn.sleeping = False
         self.outbox.forget(conn)
         self.timers.cancel(conn)
         self.store.remove_registrations(conn, conn.registrations[:])
