@@ -309,7 +309,8 @@ def storable(sends: list[Send]) -> list[Send]:
     """Background jobs as a persistent queue can keep them on gearmand: each without a
     unique given one of its own ($b1, $b2, ...: DEVIATION "Background jobs without a
     unique in a persistent queue"), each without data given some (DEVIATION "A
-    background job without data in the SQLite queue")."""
+    background job without data in the SQLite queue"; HTTP requests whose job has
+    none are left out)."""
     def fill(number: int, send: Send) -> Send:
         fields = dict(send.fields)
         if send.packet_type not in BACKGROUND:
@@ -318,7 +319,8 @@ def storable(sends: list[Send]) -> list[Send]:
         fields["data"] = fields.get("data") or "z"
         return replace(send, fields=tuple(fields.items()))
 
-    return [fill(number, send) for number, send in enumerate(sends, 1)]
+    return [fill(number, send) for number, send in enumerate(sends, 1)
+            if send.http not in diff_http.NO_DATA]
 
 
 #: Server options a round of the diff fuzzer draws (``round_options``), both servers

@@ -40,10 +40,8 @@ REQUESTS = [
     _request("PUT /$fa HTTP/1.0", "X-Gearman-Priority: high"),
     _request("POST /$fb HTTP/1.0", "X-Gearman-Priority: low", "X-Gearman-Unique: $u3"),
     _request("POST /$fa HTTP/1.0", body="hello", length="+2x"),
-    _request("POST /$fa HTTP/1.0", body="hello", length="00000000005"),
     _request("POST /$fa HTTP/1.0", body="hello", length="-1"),
     _request("POST  ///$fb  HTTP/1.0"),
-    _request("GET /$fa HTTP/1.0", body="", length="0"),
     _request("POST / HTTP/1.0"),
     _request("FOO /$fa HTTP/1.0"),
     _request("POST /$fa HTTP/2.0"),
@@ -51,6 +49,14 @@ REQUESTS = [
     _request("POST /$fa HTTP/1.0 "),
     "POST /$fb HTTP/1.0\n" + BACKGROUND + "\nContent-Length: 2\n\nhb",
 ]
+#: Requests whose job has no data (a GET reads no body; the module reads ten
+#: characters of Content-Length, all zeros here): not where a persistent queue runs
+#: (DEVIATION "A background job without data in the SQLite queue").
+NO_DATA = [
+    _request("POST /$fa HTTP/1.0", body="hello", length="00000000005"),
+    _request("GET /$fa HTTP/1.0", body="", length="0"),
+]
+REQUESTS += NO_DATA
 
 requests = st.builds(lambda conn, text: (conn, text), st.sampled_from(["h1", "h2"]),
                      st.sampled_from(REQUESTS))

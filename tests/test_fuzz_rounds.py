@@ -24,7 +24,7 @@ from conformance.mutant_exec import VARIABLE
 from conformance.mutants import ROOT, Mutant, mutants_of
 from conformance.targets import Target
 from conformance.writer import dump
-from fuzz import diff, diff_play
+from fuzz import diff, diff_http, diff_play
 from fuzz.campaign import Campaign, model_test
 from fuzz.diff import PAUSE, RESTART, ROUND_OPTIONS, Send
 from fuzz.model import GearmanMachine
@@ -79,10 +79,11 @@ def test_the_first_round_runs_as_started_and_later_rounds_draw_every_option_set(
 
 
 @settings(max_examples=200, derandomize=True)
-@given(diff.conversations(persistent=True))
+@given(diff.conversations(http=True, persistent=True))
 def test_persistent_rounds_give_every_background_job_a_unique_and_data(sends: list[Send]
                                                                        ) -> None:
     for send in sends:
+        assert send.http not in diff_http.NO_DATA, send
         if send.packet_type in diff.BACKGROUND:
             fields = dict(send.fields)
             assert fields["unique"] and fields["data"], send
