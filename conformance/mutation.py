@@ -62,6 +62,7 @@ DEFAULT_JSON = Path("reports/latest/mutation.json")
 #: What a mutant's process runs: read the mutant, play the catalog, print the verdict.
 CHILD = "from conformance.mutation import child; child()"
 BATCHES = 10  # a mutant's run plays the cases in tenths, and stops at its first kill
+UNMUTATED_LIMIT = 900.0  # seconds the catalog may take on the server as it is
 
 
 @dataclass
@@ -274,8 +275,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         help="play only these cases (default: the whole catalog)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="mutants at once (CPUs)")
-    parser.add_argument("--timeout", type=float, default=120.0,
-                        help="seconds a mutant's run may take before it counts as a hang")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds a mutant's run may take before it counts as a hang "
+                             "(default: ten times the unmutated run, at least 30)")
     parser.add_argument("--equivalent", type=Path, default=EQUIVALENT, metavar="FILE",
                         help="the mutants known to be equivalent, each with its reason")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
@@ -293,7 +295,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str = "gearspec mutate") -> int:
     try:
         args = build_parser(prog).parse_args(argv)
-        if args.jobs < 1 or args.timeout <= 0:
+        if args.jobs < 1 or (args.timeout is not None and args.timeout <= 0):
             raise UsageError("--jobs and --timeout must be positive")
         default = CLIENT_MODULES if args.client else MODULES
         mutants = chosen_mutants(args.module, args.only, default)
@@ -308,16 +310,22 @@ def main(argv: list[str] | None = None, prog: str = "gearspec mutate") -> int:
     if args.list:
         print("\n".join(m.id for m in mutants))
         return 0
-    unmutated = play(None, args.select, args.timeout, args.client)
+    unmutated = play(None, args.select, args.timeout or UNMUTATED_LIMIT, args.client)
     before = unmutated.verdicts if unmutated.cases is not None else None
     failing = None if before is None else \
         sorted(case for case, verdict in before.items() if verdict in ("FAIL", "ERROR"))
     if failing is None or failing:
-        why = f"does not finish within --timeout {args.timeout:g}" if failing is None else \
+        why = f"does not finish within {args.timeout or UNMUTATED_LIMIT:g} s" \
+            if failing is None else \
             f"fails ({', '.join(failing)})"
         print(f"{prog}: error: the catalog {why} on the server as it is: a mutant's run "
               "would mean nothing", file=sys.stderr)
         return 2
+    # A mutant that hangs costs its whole timeout: ten times what the catalog takes
+    # as it is is room enough for a slow machine, and no more.
+    args.timeout = options["timeout"] = args.timeout or max(30.0, 10 * unmutated.seconds)
+    print(f"the catalog as it is: {unmutated.seconds:.1f} s; a mutant's run past "
+          f"{args.timeout:.0f} s counts as a hang")
     if outcomes:
         print(f"resumed: {len(outcomes)} of {len(mutants)} mutants played before")
     assert before is not None
