@@ -4,8 +4,9 @@ A generated case is a list of sends over a few named connections (clients,
 workers, an admin connection): up to two job lives first (a worker that can do
 the function, asleep or not, a submit, the grab, progress and a result: what
 random sends alone seldom reach), now and then a job held past its worker's
-CAN_DO_TIMEOUT (``held_past_timeout``), then random sends: packets, admin lines
-well formed and not, packets a server closes the connection for, and, where both
+CAN_DO_TIMEOUT (``held_past_timeout``) or workers asleep on one function and
+woken by submits round the wake-up ring (``asleep``), then random sends:
+packets, admin lines well formed and not, packets a server closes the connection for, and, where both
 servers run the HTTP module, HTTP requests (``fuzz/diff_http.py``). It is written
 with variables: ``$fa`` and ``$fb`` are function names made unique to the case,
 ``$h1``, ``$h2``, ... the job handles in the order the server first mentions
