@@ -6,8 +6,9 @@ the function, asleep or not, a submit, the grab, progress and a result: what
 random sends alone seldom reach), now and then a job held past its worker's
 CAN_DO_TIMEOUT (``held_past_timeout``) or workers asleep on one function and
 woken by submits round the wake-up ring (``asleep``), then random sends:
-packets, admin lines well formed and not, packets a server closes the connection for, and, where both
-servers run the HTTP module, HTTP requests (``fuzz/diff_http.py``). It is written
+packets, admin lines well formed and not, packets a server closes the connection
+for, and, where both servers run the HTTP module, HTTP requests
+(``fuzz/diff_http.py``). It is written
 with variables: ``$fa`` and ``$fb`` are function names made unique to the case,
 ``$h1``, ``$h2``, ... the job handles in the order the server first mentions
 them.  ``fuzz/diff_play.py`` plays a case against both servers and writes down
