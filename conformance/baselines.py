@@ -59,12 +59,12 @@ def load_baseline(path: Path) -> Baseline:
     for key, value in top["cases"].value:
         where = f"{path}:{key.start_mark.line + 1}: {key.value}"
         if isinstance(value, yaml.MappingNode):
-            entry = {k.value: v.value for k, v in value.value}
-            if set(entry) != {"intermittent", "reason"} or entry["intermittent"] != "true":
+            entry = {k.value: v for k, v in value.value}
+            if set(entry) != {"intermittent", "reason"} or entry["intermittent"].value != "true":
                 raise ScenarioError(f"{where}: an entry is a reason, or "
                                     "{intermittent: true, reason: ...}")
             baseline.intermittent.add(str(key.value))
-            value = dict((k.value, v) for k, v in value.value)["reason"]
+            value = entry["reason"]
         if not isinstance(value, yaml.ScalarNode) or not str(value.value).strip():
             raise ScenarioError(f"{where}: each entry needs a reason")
         baseline.cases[str(key.value)] = " ".join(str(value.value).split())

@@ -15,7 +15,8 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 
@@ -79,6 +80,28 @@ def end_all() -> None:
         running = list(_live)
     for process in running:
         kill_tree(process.pid)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def run_pool(jobs: int) -> Iterator[ThreadPoolExecutor]:
+    """Threads that start bounded runs, ``jobs`` at once. SIGTERM stops them as
+    Ctrl-C does: the runs not started are cancelled, those going are ended with
+    every process below them (``end_all``), and KeyboardInterrupt goes on up."""
+    previous = signal.signal(signal.SIGTERM, _interrupted)
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        yield pool
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        end_all()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def follow_parent() -> None:

@@ -35,10 +35,10 @@ import hashlib
 import json
 import os
 import shlex
-import signal
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +47,7 @@ from typing import Any
 import yaml
 from tabulate import tabulate
 
-from conformance.children import end_all, follow_parent, run_bounded
+from conformance.children import follow_parent, run_bounded, run_pool
 from conformance.mutant_exec import VARIABLE
 from conformance.mutants import ROOT, Mutant, install, mutants_of
 from reference_server.usage import Parser, UsageError  # not the server: the mutants' modules
@@ -195,16 +195,24 @@ def scores(outcomes: list[Outcome]) -> dict[str, dict[str, Any]]:
     return per
 
 
-def report(outcomes: list[Outcome], options: dict[str, Any],
+def read_sources(mutants: list[Mutant]) -> dict[str, str]:
+    """The text of every module the mutants were made from, read once: the diffs and
+    the hashes (by which --resume knows a module has changed) come from it."""
+    return {m: (ROOT / m).read_text() for m in sorted({m.module for m in mutants})}
+
+
+def hashes(sources: dict[str, str]) -> dict[str, str]:
+    return {m: hashlib.sha256(text.encode()).hexdigest() for m, text in sources.items()}
+
+
+def report(outcomes: list[Outcome], options: dict[str, Any], sources: dict[str, str],
            unplayed: list[Mutant] | None = None) -> dict[str, Any]:
     """The run's JSON; while it goes on (or once it was stopped), ``unplayed`` names
     the mutants not played yet, which no score counts."""
-    modules = {o.mutant.module for o in outcomes} | {m.module for m in unplayed or []}
-    sources = {m: (ROOT / m).read_text() for m in modules}
     return {
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "options": options,
-        "sources": {m: hashlib.sha256(text.encode()).hexdigest() for m, text in sources.items()},
+        "sources": hashes(sources),
         "unplayed": [m.id for m in unplayed or []],
         "modules": scores(outcomes),
         "survivors": [{"id": o.mutant.id, "diff": o.mutant.diff(sources[o.mutant.module])}
@@ -227,7 +235,7 @@ def table(summary: dict[str, Any]) -> str:
 
 
 def earlier_outcomes(path: Path, mutants: list[Mutant], options: dict[str, Any],
-                     known: dict[str, str]) -> dict[str, Outcome]:
+                     known: dict[str, str], sources: dict[str, str]) -> dict[str, Outcome]:
     """With --resume: the mutants an earlier run with the same cases played, judged
     again against today's equivalents; none of a module whose source has changed."""
     if not path.exists():
@@ -235,17 +243,16 @@ def earlier_outcomes(path: Path, mutants: list[Mutant], options: dict[str, Any],
     try:
         earlier = json.loads(path.read_text())
         same = all(earlier["options"].get(k) == options[k] for k in ("select", "catalog"))
-        sources, played = earlier["sources"], {e["id"]: e for e in earlier["mutants"]}
+        then, played = earlier["sources"], {e["id"]: e for e in earlier["mutants"]}
     except (ValueError, KeyError, TypeError, AttributeError):
         raise UsageError(f"--resume: {path} is not a gearspec mutate --json file") from None
     if not same:
         raise UsageError(f"--resume: {path} played other cases (--select, --client)")
-    now = {m: hashlib.sha256((ROOT / m).read_bytes()).hexdigest()
-           for m in {m.module for m in mutants}}
+    now = hashes(sources)
     outcomes = {}
     for mutant in mutants:
         entry = played.get(mutant.id)
-        if entry is None or sources.get(mutant.module) != now[mutant.module]:
+        if entry is None or then.get(mutant.module) != now[mutant.module]:
             continue
         failing = None if entry["status"] == "timeout" else entry["killed_by"]
         outcomes[mutant.id] = judge(mutant, failing, entry["seconds"], known)
@@ -299,11 +306,13 @@ def main(argv: list[str] | None = None, prog: str = "gearspec mutate") -> int:
             raise UsageError("--jobs and --timeout must be positive")
         default = CLIENT_MODULES if args.client else MODULES
         mutants = chosen_mutants(args.module, args.only, default)
+        sources = read_sources(mutants)
         known = equivalents(args.equivalent)
         options = {"modules": args.module or list(default), "only": args.only,
                    "select": args.select, "timeout": args.timeout,
                    "catalog": "client" if args.client else "server"}
-        outcomes = earlier_outcomes(args.json, mutants, options, known) if args.resume else {}
+        outcomes = earlier_outcomes(args.json, mutants, options, known, sources) \
+            if args.resume else {}
     except (UsageError, ValueError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
@@ -329,7 +338,8 @@ def main(argv: list[str] | None = None, prog: str = "gearspec mutate") -> int:
     if outcomes:
         print(f"resumed: {len(outcomes)} of {len(mutants)} mutants played before")
     assert before is not None
-    summary = _play_all(mutants, outcomes, before, known, args, options)
+    summary = _play_all(mutants, outcomes, before, known, args,
+                        lambda done, unplayed: report(done, options, sources, unplayed))
     print(table(summary))
     for survivor in summary["survivors"]:
         print(f"\nsurvived: {survivor['id']}\n{survivor['diff'].rstrip()}")
@@ -343,18 +353,15 @@ def main(argv: list[str] | None = None, prog: str = "gearspec mutate") -> int:
     return 1 if summary["survivors"] or summary["stale_equivalents"] else 0
 
 
-def _interrupted(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def _play_all(mutants: list[Mutant], outcomes: dict[str, Outcome], before: dict[str, str],
               known: dict[str, str], args: argparse.Namespace,
-              options: dict[str, Any]) -> dict[str, Any]:
+              summarise: Callable[[list[Outcome], list[Mutant]], dict[str, Any]]
+              ) -> dict[str, Any]:
     """Play the mutants not in ``outcomes``, the JSON rewritten after each one (a run
     stopped by Ctrl-C or SIGTERM keeps what it played, and ends every child run)."""
     def save() -> dict[str, Any]:
-        summary = report([outcomes[m.id] for m in mutants if m.id in outcomes], options,
-                         [m for m in mutants if m.id not in outcomes])
+        summary = summarise([outcomes[m.id] for m in mutants if m.id in outcomes],
+                            [m for m in mutants if m.id not in outcomes])
         args.json.parent.mkdir(parents=True, exist_ok=True)
         partial = args.json.with_name(args.json.name + ".part")  # never read half-written
         partial.write_text(json.dumps(summary, indent=1))
@@ -362,19 +369,15 @@ def _play_all(mutants: list[Mutant], outcomes: dict[str, Outcome], before: dict[
         return summary
 
     todo = [m for m in mutants if m.id not in outcomes]
-    previous = signal.signal(signal.SIGTERM, _interrupted)
-    pool = ThreadPoolExecutor(max_workers=args.jobs)
     try:
-        runs = {pool.submit(play, m, args.select, args.timeout, args.client, before): m
-                for m in todo}
-        for run in as_completed(runs):
-            mutant, played = runs[run], run.result()
-            outcomes[mutant.id] = judge(mutant, changed(played, before), played.seconds, known)
-            save()
+        with run_pool(args.jobs) as pool:
+            runs = {pool.submit(play, m, args.select, args.timeout, args.client, before): m
+                    for m in todo}
+            for run in as_completed(runs):
+                mutant, played = runs[run], run.result()
+                outcomes[mutant.id] = judge(mutant, changed(played, before), played.seconds,
+                                            known)
+                save()
     except KeyboardInterrupt:
-        pool.shutdown(wait=False, cancel_futures=True)
-        end_all()
-    finally:
-        pool.shutdown(wait=True)
-        signal.signal(signal.SIGTERM, previous)
+        pass  # stopped: what was played is kept, and save() names the rest
     return save()

@@ -153,7 +153,7 @@ class Target:
     # A server this harness starts (a process, a container) gives the three steps of
     # a start; ``_launch`` tries them up to three times.
     def _spawn(self) -> None:
-        raise TargetError(f"{self.name} is not started by gearspec")
+        raise NotImplementedError
 
     def _wait_ready(self) -> None:
         raise NotImplementedError

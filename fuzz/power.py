@@ -29,14 +29,13 @@ import shlex
 import statistics
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
-from conformance.children import end_all, run_bounded
+from conformance.children import run_bounded, run_pool
 from conformance.mutant_exec import VARIABLE
 from conformance.mutants import ROOT, Mutant, mutants_of
 from fuzz.cli import budget as parse_budget
@@ -164,15 +163,11 @@ def main(argv: list[str] | None = None, prog: str = "gearspec mutate --fuzz") ->
                       file=sys.stderr)
                 return 2
         pairs = [(m, f) for m in mutants for f in fuzzers]
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            try:
-                hunts = list(pool.map(lambda p: hunt(p[1], p[0], args.budget, args.seed),
-                                      pairs))
-            except KeyboardInterrupt:
-                pool.shutdown(wait=False, cancel_futures=True)
-                end_all()  # every campaign, with its servers
-                print(f"{prog}: stopped", file=sys.stderr)
-                return 130
+        with run_pool(args.jobs) as pool:  # a stop ends every campaign, with its servers
+            hunts = list(pool.map(lambda p: hunt(p[1], p[0], args.budget, args.seed), pairs))
+    except KeyboardInterrupt:
+        print(f"{prog}: stopped", file=sys.stderr)
+        return 130
     except RuntimeError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
